@@ -1,0 +1,155 @@
+//! Lazy activation: find the plugin that owns a component, load only its library, and construct
+//! only that component.
+//!
+//! The owner is looked up in the manifest cache first ([`manifest_cache::lookup`]), which reads no
+//! registry and no manifest but the owner's; the [`Catalog`] is built only when the cache is stale.
+//! Libraries are loaded at most once per process.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use diffy_plugin_api::{Component, ComponentKind};
+use serde_json::{Map, Value};
+
+use crate::catalog::{Catalog, KnownPlugin, resolve_owner};
+use crate::config::Settings;
+use crate::error::{Error, Result};
+use crate::loader::{
+    self, AnalysisHandle, CliCommandHandle, CollectionHandle, Expectation, HostServices,
+    LoadedLibrary, PayloadHandle, PersistenceHandle, TargetHandle,
+};
+use crate::manifest_cache;
+
+/// Loads plugins on demand for one process.
+pub struct Activator {
+    settings: Settings,
+    catalog: Option<Catalog>,
+    loaded: HashMap<PathBuf, Arc<LoadedLibrary>>,
+}
+
+impl Activator {
+    /// An activator that has loaded nothing yet.
+    pub fn new(settings: Settings) -> Self {
+        Activator {
+            settings,
+            catalog: None,
+            loaded: HashMap::new(),
+        }
+    }
+
+    /// The settings in use.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The single plugin that declares the component, or why there is none.
+    pub fn owner(&mut self, kind: ComponentKind, name: &str) -> Result<KnownPlugin> {
+        if self.catalog.is_none()
+            && let Some(owners) = manifest_cache::lookup(&self.settings, kind, name)
+            && !owners.is_empty()
+        {
+            tracing::debug!(component = %format!("{kind} {name}"), "owner found in the manifest cache");
+            return resolve_owner(owners.iter().collect(), kind, name).cloned();
+        }
+        if self.catalog.is_none() {
+            self.catalog = Some(Catalog::build(&self.settings)?);
+        }
+        let catalog = self.catalog.as_ref().expect("built above");
+        catalog.resolve(kind, name).cloned()
+    }
+
+    /// Load a plugin's library (once per process), checking everything the loader checks.
+    pub fn load(&mut self, plugin: &KnownPlugin) -> Result<Arc<LoadedLibrary>> {
+        if let Some(error) = &plugin.error
+            && plugin.manifest.is_none()
+        {
+            return Err(Error::Plugin(format!("plugin {}: {error}", plugin.name)));
+        }
+        if let Some(loaded) = self.loaded.get(&plugin.library) {
+            return Ok(Arc::clone(loaded));
+        }
+        let expect = Expectation {
+            name: Some(&plugin.name),
+            sha256: plugin.sha256.as_deref(),
+        };
+        let loaded = loader::load(&plugin.library, expect).map_err(|e| {
+            Error::Plugin(format!(
+                "plugin {} ({}): {e}",
+                plugin.name,
+                plugin.library.display()
+            ))
+        })?;
+        let loaded = Arc::new(loaded);
+        self.loaded
+            .insert(plugin.library.clone(), Arc::clone(&loaded));
+        Ok(loaded)
+    }
+
+    fn services(&self, plugin: &str) -> HostServices {
+        HostServices::new(plugin, self.settings.data_dir(plugin))
+    }
+
+    /// Activate the CLI namespace `namespace`.
+    pub fn cli_command(&mut self, namespace: &str) -> Result<CliCommandHandle> {
+        let owner = self.owner(ComponentKind::CliCommand, namespace)?;
+        let library = self.load(&owner)?;
+        library.activate_cli_command(namespace, self.services(&owner.name), &Map::new())
+    }
+
+    /// The declaration of an interface component, from the cached manifest (no library opened).
+    pub fn declaration(
+        &mut self,
+        kind: ComponentKind,
+        slug: &str,
+    ) -> Result<(KnownPlugin, Component)> {
+        let owner = self.owner(kind, slug)?;
+        let component = owner
+            .manifest
+            .as_ref()
+            .and_then(|m| m.component(kind, slug))
+            .cloned()
+            .ok_or_else(|| {
+                Error::Plugin(format!("plugin {} has no {kind} {slug:?}", owner.name))
+            })?;
+        Ok((owner, component))
+    }
+
+    /// Validate `options` against the component's schema and fill in defaults, without loading.
+    pub fn resolve_options(
+        &mut self,
+        kind: ComponentKind,
+        slug: &str,
+        options: &Map<String, Value>,
+    ) -> Result<Map<String, Value>> {
+        let (_, component) = self.declaration(kind, slug)?;
+        component.resolve_options(options).map_err(Error::Usage)
+    }
+}
+
+macro_rules! activate_interface {
+    ($($(#[$doc:meta])* $method:ident, $kind:ident, $handle:ident;)*) => {
+        impl Activator {$(
+            $(#[$doc])*
+            pub fn $method(&mut self, slug: &str, options: &Map<String, Value>) -> Result<$handle> {
+                let options = self.resolve_options(ComponentKind::$kind, slug, options)?;
+                let owner = self.owner(ComponentKind::$kind, slug)?;
+                let library = self.load(&owner)?;
+                library.$method(slug, self.services(&owner.name), &options)
+            }
+        )*}
+    };
+}
+
+activate_interface! {
+    /// Activate a Target component with `options` (validated here).
+    activate_target, Target, TargetHandle;
+    /// Activate a Payload component with `options` (validated here).
+    activate_payload, Payload, PayloadHandle;
+    /// Activate a Collection component with `options` (validated here).
+    activate_collection, Collection, CollectionHandle;
+    /// Activate a Persistence component with `options` (validated here).
+    activate_persistence, Persistence, PersistenceHandle;
+    /// Activate an Analysis component with `options` (validated here).
+    activate_analysis, Analysis, AnalysisHandle;
+}

@@ -1,0 +1,335 @@
+//! Every plugin diffy knows — bundled and registered — with its cached manifest, and which plugin
+//! owns which component.
+//!
+//! Building the catalog opens a library only when its cached manifest is missing or stale (a path
+//! or bundled library whose size or modification time changed). Installed plugins' manifests are
+//! cached at install time beside the library and are never refreshed by loading.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use diffy_plugin_api::{ComponentKind, Manifest};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{BUILT_IN_COMMANDS, BUNDLED_PLUGINS, Settings};
+use crate::error::{Error, Result};
+use crate::loader::{self, Expectation};
+use crate::manifest_cache::{self, Stamp};
+use crate::registry::{InstallationType, Registry, RegistryEntry};
+
+/// Where a plugin comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// Shipped with the binary.
+    Bundled,
+    /// Copied into the configuration directory.
+    Installed,
+    /// Used in place from a path.
+    Path,
+}
+
+impl Source {
+    /// The spelling in listings.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Bundled => "bundled",
+            Source::Installed => "installed",
+            Source::Path => "path",
+        }
+    }
+}
+
+/// A plugin in the *known* state: what the registry says plus its cached manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KnownPlugin {
+    /// The plugin's name.
+    pub name: String,
+    /// Where it comes from.
+    pub source: Source,
+    /// Its library.
+    pub library: PathBuf,
+    /// The library's size and modification time when the manifest was cached (path and bundled).
+    #[serde(default)]
+    pub stamp: Option<Stamp>,
+    /// The SHA-256 recorded at install time (installed plugins).
+    #[serde(default)]
+    pub sha256: Option<String>,
+    /// The last manifest read from the library, if one ever was.
+    #[serde(default)]
+    pub manifest: Option<Manifest>,
+    /// Why the plugin cannot be used, if it cannot.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+impl KnownPlugin {
+    /// The version: the manifest's, else what the registry recorded.
+    pub fn version(&self) -> Option<&str> {
+        self.manifest.as_ref().map(|m| m.version.as_str())
+    }
+
+    /// Whether the plugin's manifest declares the component.
+    pub fn provides(&self, kind: ComponentKind, name: &str) -> bool {
+        self.manifest
+            .as_ref()
+            .is_some_and(|m| m.component(kind, name).is_some())
+    }
+
+    /// `known` or `error: …`.
+    pub fn status(&self) -> String {
+        match &self.error {
+            Some(error) => format!("error: {error}"),
+            None => "known".to_string(),
+        }
+    }
+}
+
+/// Two or more plugins claiming one component, or a namespace shadowing a built-in command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    /// The component's kind.
+    pub kind: ComponentKind,
+    /// The contested name.
+    pub name: String,
+    /// The plugins claiming it (one, when it shadows a built-in).
+    pub plugins: Vec<String>,
+}
+
+impl Conflict {
+    /// One line describing the conflict.
+    pub fn describe(&self) -> String {
+        if self.plugins.len() == 1 {
+            format!(
+                "plugin {} declares CLI namespace {:?}, which is a built-in command; it is not used",
+                self.plugins[0], self.name
+            )
+        } else {
+            format!(
+                "{} {:?} is claimed by {}; it is not used until one of them is uninstalled",
+                self.kind,
+                self.name,
+                self.plugins.join(" and ")
+            )
+        }
+    }
+}
+
+/// All known plugins of the enabled sources.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    /// Bundled plugins first, then registry entries in file order.
+    pub plugins: Vec<KnownPlugin>,
+}
+
+impl Catalog {
+    /// Read the registry and the manifest cache, refresh stale entries (one load each), and save
+    /// the cache back when every source is enabled.
+    pub fn build(settings: &Settings) -> Result<Catalog> {
+        let registry = if settings.user_plugins {
+            Registry::read(&settings.registry_file())?
+        } else {
+            Registry::default()
+        };
+        Catalog::build_with(settings, &registry)
+    }
+
+    /// As [`Catalog::build`], with a registry already read (under the lock, during install).
+    pub fn build_with(settings: &Settings, registry: &Registry) -> Result<Catalog> {
+        let previous = manifest_cache::read_plugins(settings);
+        let mut plugins = Vec::new();
+        if settings.bundled_plugins {
+            for name in BUNDLED_PLUGINS {
+                let library = settings
+                    .bundled_library(name)
+                    .unwrap_or_else(|| PathBuf::from(crate::config::library_file_name(name)));
+                plugins.push(refresh(name, Source::Bundled, library, None, &previous));
+            }
+        }
+        if settings.user_plugins {
+            for entry in &registry.entries {
+                let mut plugin = known_from_entry(settings, entry, &previous);
+                if BUNDLED_PLUGINS.contains(&entry.name.as_str()) {
+                    plugin.error = Some(format!(
+                        "the name {} belongs to a bundled plugin; uninstall this entry",
+                        entry.name
+                    ));
+                    plugin.manifest = None;
+                }
+                plugins.push(plugin);
+            }
+        }
+        let catalog = Catalog { plugins };
+        if settings.user_plugins && settings.bundled_plugins {
+            manifest_cache::write(settings, &catalog);
+        }
+        Ok(catalog)
+    }
+
+    /// The plugin named `name`.
+    pub fn get(&self, name: &str) -> Option<&KnownPlugin> {
+        self.plugins.iter().find(|p| p.name == name)
+    }
+
+    /// The plugins that declare the component.
+    pub fn owners(&self, kind: ComponentKind, name: &str) -> Vec<&KnownPlugin> {
+        self.plugins
+            .iter()
+            .filter(|p| p.provides(kind, name))
+            .collect()
+    }
+
+    /// Every contested component name.
+    pub fn conflicts(&self) -> Vec<Conflict> {
+        let mut claims: BTreeMap<(ComponentKind, &str), Vec<String>> = BTreeMap::new();
+        for plugin in &self.plugins {
+            let Some(manifest) = &plugin.manifest else {
+                continue;
+            };
+            for component in &manifest.components {
+                claims
+                    .entry((component.kind, component.name.as_str()))
+                    .or_default()
+                    .push(plugin.name.clone());
+            }
+        }
+        claims
+            .into_iter()
+            .filter(|((kind, name), plugins)| {
+                plugins.len() > 1
+                    || (*kind == ComponentKind::CliCommand && BUILT_IN_COMMANDS.contains(name))
+            })
+            .map(|((kind, name), plugins)| Conflict {
+                kind,
+                name: name.to_string(),
+                plugins,
+            })
+            .collect()
+    }
+
+    /// The one plugin that provides the component, or a one-line error.
+    pub fn resolve(&self, kind: ComponentKind, name: &str) -> Result<&KnownPlugin> {
+        resolve_owner(self.owners(kind, name), kind, name)
+    }
+}
+
+/// Pick the single owner of a component or explain why there is none.
+pub fn resolve_owner<'a>(
+    owners: Vec<&'a KnownPlugin>,
+    kind: ComponentKind,
+    name: &str,
+) -> Result<&'a KnownPlugin> {
+    match owners.as_slice() {
+        [owner] => Ok(owner),
+        [] if kind == ComponentKind::CliCommand => Err(Error::Usage(format!(
+            "unknown command {name:?}; run 'diffy help' to see the commands"
+        ))),
+        [] => Err(Error::Usage(format!(
+            "no plugin provides {kind} {name:?}; run 'diffy plugin list' to see the plugins"
+        ))),
+        many => Err(Error::Plugin(format!(
+            "{kind} {name:?} is claimed by {}; uninstall one of them",
+            many.iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>()
+                .join(" and ")
+        ))),
+    }
+}
+
+fn known_from_entry(
+    settings: &Settings,
+    entry: &RegistryEntry,
+    previous: &HashMap<String, KnownPlugin>,
+) -> KnownPlugin {
+    let library = entry.library_path(&settings.config_dir);
+    match entry.installation_type {
+        InstallationType::Path => refresh(&entry.name, Source::Path, library, None, previous),
+        InstallationType::Installed => {
+            let manifest_path = library.with_file_name("manifest.json");
+            let (manifest, mut error) = match read_installed_manifest(&manifest_path) {
+                Ok(manifest) => (Some(manifest), None),
+                Err(e) => (None, Some(e)),
+            };
+            if error.is_none() && !library.is_file() {
+                error = Some(format!("library not found: {}", library.display()));
+            }
+            KnownPlugin {
+                name: entry.name.clone(),
+                source: Source::Installed,
+                library,
+                stamp: None,
+                sha256: entry.sha256.clone(),
+                manifest,
+                error,
+            }
+        }
+    }
+}
+
+fn read_installed_manifest(path: &Path) -> Result<Manifest, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        format!(
+            "cannot read the cached manifest {}: {e}; reinstall the plugin",
+            path.display()
+        )
+    })?;
+    serde_json::from_str(&text).map_err(|e| {
+        format!(
+            "the cached manifest {} is malformed: {e}; reinstall the plugin",
+            path.display()
+        )
+    })
+}
+
+/// Reuse the previous cache entry when the library is unchanged; otherwise load it once.
+fn refresh(
+    name: &str,
+    source: Source,
+    library: PathBuf,
+    sha256: Option<String>,
+    previous: &HashMap<String, KnownPlugin>,
+) -> KnownPlugin {
+    let stamp = Stamp::of(&library);
+    if let Some(old) = previous.get(name)
+        && old.source == source
+        && old.library == library
+        && old.stamp.is_some()
+        && old.stamp == stamp
+    {
+        return old.clone();
+    }
+    let mut plugin = KnownPlugin {
+        name: name.to_string(),
+        source,
+        library,
+        stamp,
+        sha256,
+        manifest: None,
+        error: None,
+    };
+    if plugin.stamp.is_none() {
+        plugin.error = Some(match source {
+            Source::Bundled => format!("bundled library not found: {}", plugin.library.display()),
+            _ => format!("library not found: {}", plugin.library.display()),
+        });
+    } else {
+        let expect = Expectation {
+            name: Some(name),
+            sha256: None,
+        };
+        match loader::load(&plugin.library, expect) {
+            Ok(loaded) => plugin.manifest = Some(loaded.manifest),
+            Err(error) => plugin.error = Some(error),
+        }
+    }
+    if plugin.manifest.is_none() {
+        // Keep the last good manifest so the plugin's commands still show, and fail with the
+        // load error when used.
+        plugin.manifest = previous
+            .get(name)
+            .filter(|old| old.library == plugin.library)
+            .and_then(|old| old.manifest.clone());
+    }
+    plugin
+}

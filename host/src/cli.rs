@@ -1,0 +1,211 @@
+//! The command line, as clap derive types. Parsing only: `commands` does the work.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+
+/// diffy: differential triage of hosts, extended by plugins.
+#[derive(Debug, Parser)]
+#[command(
+    name = "diffy",
+    version,
+    about = "Tell which hosts differ from a known-good baseline or from the rest of their fleet",
+    disable_help_subcommand = true,
+    disable_help_flag = true,
+    after_help = "Run 'diffy help <COMMAND>' for a command's help, plugin commands included."
+)]
+pub struct Cli {
+    /// Configuration directory [default: $DIFFY_CONFIG_DIR, else ~/.diffy]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub config_dir: Option<PathBuf>,
+
+    /// More output: -v shows which plugins are loaded and timings, -vv adds debug detail
+    #[arg(short, long, action = ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    /// Only errors on stderr
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Ignore plugins registered in plugins.json
+    #[arg(long, global = true)]
+    pub disable_user_plugins: bool,
+
+    /// Ignore the plugins bundled with diffy
+    #[arg(long, global = true)]
+    pub disable_bundled_plugins: bool,
+
+    /// Print help
+    #[arg(short = 'h', long = "help", action = ArgAction::SetTrue)]
+    pub help: bool,
+
+    #[command(subcommand)]
+    pub command: Option<Commands>,
+}
+
+/// Built-in commands; anything else is looked up as a plugin namespace.
+#[derive(Debug, Subcommand)]
+pub enum Commands {
+    /// Install, list, inspect, update, uninstall and check plugins
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+    /// Run a Diffy job: take a baseline, or analyse a fleet
+    #[command(subcommand)]
+    New(NewCommand),
+    /// List saved baselines, records and reports, or print one
+    Show(ShowArgs),
+    /// Show help for diffy, a built-in command, or a plugin's namespace
+    Help {
+        /// The command to explain (e.g. 'plugin install', 'sweeten')
+        command: Vec<String>,
+    },
+    /// Print a shell completion script (plugin namespaces included)
+    Completions {
+        /// The shell
+        shell: clap_complete::Shell,
+    },
+    /// A plugin's command: `diffy <namespace> ARGS…`
+    #[command(external_subcommand)]
+    External(Vec<String>),
+}
+
+/// `diffy plugin …`
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Install a plugin library (or the one library in a directory)
+    Install {
+        /// The library, or a directory holding one
+        path: PathBuf,
+        /// Use the library where it is (for plugin development) instead of copying it
+        #[arg(long)]
+        link: bool,
+        /// Replace an installed plugin even if another version is installed
+        #[arg(long)]
+        force: bool,
+    },
+    /// List plugins with their status (opens no plugin library)
+    List {
+        /// Output format
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Show a plugin's manifest, components, files, digest and status
+    Info {
+        /// The plugin's name
+        name: String,
+        /// Output format
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Replace an installed plugin with another build
+    Update {
+        /// The plugin's name
+        name: String,
+        /// The new library, or a directory holding it
+        path: PathBuf,
+    },
+    /// Remove a plugin (and its files, if it was copied in)
+    Uninstall {
+        /// The plugin's name
+        name: String,
+    },
+    /// Load and validate a library without installing it
+    Check {
+        /// The library, or a directory holding one
+        path: PathBuf,
+    },
+}
+
+/// How to print results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// A table for people
+    Table,
+    /// JSON for programs
+    Json,
+}
+
+/// The five components a job chains, and how to configure them.
+#[derive(Debug, Args)]
+pub struct PluginChoices {
+    /// Target component (which hosts)
+    #[arg(long, value_name = "SLUG", default_value = "local")]
+    pub target_plugin: String,
+    /// Payload component (which commands)
+    #[arg(long, value_name = "SLUG", default_value = "local-command")]
+    pub payload_plugin: String,
+    /// Collection component (how to run them)
+    #[arg(long, value_name = "SLUG", default_value = "local-shell")]
+    pub collection_plugin: String,
+    /// Persistence component (where results are saved)
+    #[arg(long, value_name = "SLUG", default_value = "local-file")]
+    pub persistence_plugin: String,
+    /// A component option, repeatable: --option local-shell.timeout_secs=10
+    #[arg(long = "option", value_name = "SLUG.KEY=VALUE")]
+    pub options: Vec<String>,
+    /// The incident id, passed to every component and used to name saved results
+    #[arg(long, value_name = "ID")]
+    pub incident_id: Option<String>,
+    /// How many targets to collect at once
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub jobs: u16,
+    /// Seconds one target's collection may take before it is recorded as timed out
+    #[arg(long, value_name = "SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub target_timeout: u64,
+}
+
+/// `diffy new …`
+#[derive(Debug, Subcommand)]
+pub enum NewCommand {
+    /// Collect a known-good baseline from the first host the target key resolves to
+    Baseline {
+        /// What the target component resolves into hosts (a hostname, a directory, …)
+        target_key: String,
+        #[command(flatten)]
+        choices: PluginChoices,
+    },
+    /// Collect every host and report which differ, and how
+    Analysis {
+        /// What the target component resolves into hosts (a hostname, a directory, …)
+        target_key: String,
+        #[command(flatten)]
+        choices: PluginChoices,
+        /// Analysis component
+        #[arg(long, value_name = "SLUG", default_value = "local-simple")]
+        analysis_plugin: String,
+        /// The baseline to compare against, for analyses that use one [default: TARGET_KEY]
+        #[arg(long, value_name = "KEY")]
+        baseline: Option<String>,
+        /// Output format
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// Rows shown per command in the table (all rows are in the JSON and the saved report)
+        #[arg(long, value_name = "N", default_value_t = 10)]
+        max_rows: usize,
+        /// Exit with code 1 when any host differs
+        #[arg(long)]
+        fail_on_diff: bool,
+    },
+}
+
+/// `diffy show [KEY]`
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// A saved key (a report, a record, a baseline); without it, list the saved keys
+    pub key: Option<String>,
+    /// List only keys starting with this prefix (e.g. report/)
+    #[arg(long, value_name = "PREFIX", conflicts_with = "key")]
+    pub prefix: Option<String>,
+    /// Persistence component to read from
+    #[arg(long, value_name = "SLUG", default_value = "local-file")]
+    pub persistence_plugin: String,
+    /// A persistence option, repeatable: --option local-file.directory=DIR
+    #[arg(long = "option", value_name = "SLUG.KEY=VALUE")]
+    pub options: Vec<String>,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Rows shown per command when the key is a report
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub max_rows: usize,
+}

@@ -1,0 +1,89 @@
+//! `diffy help` and `diffy completions`: built-in commands from clap, plugin commands from the
+//! manifest cache (no plugin library is opened).
+
+use clap::CommandFactory;
+use diffy::Result;
+use diffy::catalog::Catalog;
+use diffy::config::Settings;
+use diffy::error::Error;
+use diffy_plugin_api::ComponentKind;
+
+use crate::cli::Cli;
+
+/// The root command with every usable plugin namespace added as a subcommand.
+fn command_with_plugins(catalog: &Catalog) -> clap::Command {
+    let mut root = Cli::command();
+    let contested: Vec<String> = catalog.conflicts().into_iter().map(|c| c.name).collect();
+    for plugin in &catalog.plugins {
+        let Some(manifest) = &plugin.manifest else {
+            continue;
+        };
+        for component in &manifest.components {
+            if component.kind != ComponentKind::CliCommand || contested.contains(&component.name) {
+                continue;
+            }
+            root = root.subcommand(plugin_command(component, &plugin.name));
+        }
+    }
+    root
+}
+
+fn plugin_command(component: &diffy_plugin_api::Component, plugin: &str) -> clap::Command {
+    let mut command = clap::Command::new(component.name.clone())
+        .about(format!("{} [plugin {plugin}]", component.summary))
+        .disable_help_subcommand(true)
+        .after_help(format!(
+            "Run 'diffy {} --help' for the plugin's full help.",
+            component.name
+        ));
+    if !component.usage.is_empty() {
+        command = command.override_usage(component.usage.clone());
+    }
+    for sub in &component.subcommands {
+        command =
+            command.subcommand(clap::Command::new(sub.name.clone()).about(sub.summary.clone()));
+    }
+    command
+}
+
+/// Print help for the root or for the command named by `path`.
+pub fn run(settings: &Settings, path: &[String]) -> Result<u8> {
+    let catalog = Catalog::build(settings)?;
+    if let Some(namespace) = path.first()
+        && let Some(plugin) = catalog
+            .owners(ComponentKind::CliCommand, namespace)
+            .into_iter()
+            .next()
+        && let Some(component) = plugin
+            .manifest
+            .as_ref()
+            .and_then(|m| m.component(ComponentKind::CliCommand, namespace))
+    {
+        // A plugin namespace's help comes from its cached manifest, without diffy's global options.
+        let mut command =
+            plugin_command(component, &plugin.name).bin_name(format!("diffy {namespace}"));
+        print!("{}", command.render_long_help());
+        return Ok(0);
+    }
+    let mut root = command_with_plugins(&catalog);
+    root.build();
+    let mut current = &mut root;
+    for (depth, name) in path.iter().enumerate() {
+        current = current.find_subcommand_mut(name).ok_or_else(|| {
+            Error::Usage(format!(
+                "no help for {:?}: unknown command; run 'diffy help' to see the commands",
+                path[..=depth].join(" ")
+            ))
+        })?;
+    }
+    print!("{}", current.render_long_help());
+    Ok(0)
+}
+
+/// Print a completion script for `shell`.
+pub fn completions(settings: &Settings, shell: clap_complete::Shell) -> Result<u8> {
+    let catalog = Catalog::build(settings)?;
+    let mut root = command_with_plugins(&catalog);
+    clap_complete::generate(shell, &mut root, "diffy", &mut std::io::stdout());
+    Ok(0)
+}

@@ -1,0 +1,43 @@
+//! Commands: turn parsed arguments into calls on the core and print the results. No work that a
+//! test would want to call without a terminal lives here.
+
+mod help;
+mod new;
+mod plugin;
+mod report;
+mod show;
+
+use diffy::Result;
+use diffy::activation::Activator;
+use diffy::config::Settings;
+
+use crate::cli::{Cli, Commands};
+
+/// Run the parsed command line; returns the exit code.
+pub fn run(cli: Cli) -> Result<u8> {
+    let mut settings = Settings::resolve(cli.config_dir.clone())?;
+    settings.user_plugins = !cli.disable_user_plugins;
+    settings.bundled_plugins = !cli.disable_bundled_plugins;
+    match cli.command {
+        None => {
+            help::run(&settings, &[])?;
+            Ok(if cli.help { 0 } else { 2 })
+        }
+        Some(_) if cli.help => help::run(&settings, &[]),
+        Some(Commands::Plugin(command)) => plugin::run(&settings, command),
+        Some(Commands::New(command)) => new::run(&settings, command),
+        Some(Commands::Show(args)) => show::run(&settings, args),
+        Some(Commands::Help { command }) => help::run(&settings, &command),
+        Some(Commands::Completions { shell }) => help::completions(&settings, shell),
+        Some(Commands::External(args)) => run_namespace(settings, &args),
+    }
+}
+
+/// `diffy <namespace> ARGS…`: open only the library that owns the namespace.
+fn run_namespace(settings: Settings, args: &[String]) -> Result<u8> {
+    let (namespace, rest) = args.split_first().expect("clap passes the subcommand name");
+    let mut activator = Activator::new(settings);
+    let command = activator.cli_command(namespace)?;
+    let code = command.run(rest)?;
+    Ok(u8::try_from(code).unwrap_or(1))
+}

@@ -1,0 +1,105 @@
+//! `diffy new baseline` and `diffy new analysis`.
+
+use std::time::Duration;
+
+use diffy::Result;
+use diffy::activation::Activator;
+use diffy::config::Settings;
+use diffy::workflow::{self, Choices, RunOptions};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::report;
+use crate::cli::{Format, NewCommand, PluginChoices};
+
+fn run_options(
+    choices: PluginChoices,
+    analysis: Option<String>,
+    baseline_key: Option<String>,
+) -> RunOptions {
+    let defaults = Choices::default();
+    RunOptions {
+        choices: Choices {
+            target: choices.target_plugin,
+            payload: choices.payload_plugin,
+            collection: choices.collection_plugin,
+            persistence: choices.persistence_plugin,
+            analysis: analysis.unwrap_or(defaults.analysis),
+        },
+        options: choices.options,
+        incident: choices.incident_id,
+        jobs: usize::from(choices.jobs),
+        target_timeout: Duration::from_secs(choices.target_timeout),
+        baseline_key,
+    }
+}
+
+/// Run `diffy new …`.
+pub fn run(settings: &Settings, command: NewCommand) -> Result<u8> {
+    let mut activator = Activator::new(settings.clone());
+    match command {
+        NewCommand::Baseline {
+            target_key,
+            choices,
+        } => {
+            let run = run_options(choices, None, None);
+            let outcome = workflow::new_baseline(&mut activator, &target_key, &run)?;
+            let failed = outcome
+                .records
+                .iter()
+                .filter(|r| r.status != diffy_plugin_api::RecordStatus::Ok)
+                .count();
+            println!(
+                "Saved baseline {target_key:?} from {}: {} commands ({} failed).",
+                outcome.target.id,
+                outcome.records.len(),
+                failed
+            );
+            for record in &outcome.records {
+                let status = format!("{:?}", record.status).to_lowercase();
+                let lines = record.stdout.lines().count();
+                println!("  {:<20} {:<8} {lines} lines", record.command, status);
+            }
+            if failed > 0 {
+                eprintln!(
+                    "warning: {failed} command(s) failed; their records were saved as failed"
+                );
+            }
+            Ok(0)
+        }
+        NewCommand::Analysis {
+            target_key,
+            choices,
+            analysis_plugin,
+            baseline,
+            format,
+            max_rows,
+            fail_on_diff,
+        } => {
+            let run = run_options(choices, Some(analysis_plugin), baseline);
+            let progress = ProgressBar::new(0).with_style(
+                ProgressStyle::with_template("collecting [{bar:30}] {pos}/{len} hosts {elapsed}")
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            );
+            let outcome = workflow::new_analysis(&mut activator, &target_key, &run, &progress)?;
+            match format {
+                Format::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&outcome.report).expect("reports serialise")
+                ),
+                Format::Table => {
+                    print!("{}", report::render(&outcome.report, max_rows));
+                    println!(
+                        "\n{} records collected ({} failed); report saved as {}",
+                        outcome.records, outcome.failed_records, outcome.report_key
+                    );
+                }
+            }
+            Ok(if fail_on_diff && outcome.report.has_differences() {
+                1
+            } else {
+                0
+            })
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! `diffy plugin …`: the plugin manager's commands.
+
+use comfy_table::{ContentArrangement, Table, presets};
+use diffy::Result;
+use diffy::activation::Activator;
+use diffy::catalog::{Catalog, KnownPlugin};
+use diffy::config::Settings;
+use diffy::error::Error;
+use diffy::install::{self, InstallOptions, InstallOutcome};
+use serde_json::json;
+
+use crate::cli::{Format, PluginCommand};
+
+/// Run one `diffy plugin` subcommand.
+pub fn run(settings: &Settings, command: PluginCommand) -> Result<u8> {
+    match command {
+        PluginCommand::Install { path, link, force } => {
+            let outcome = install::install(settings, &path, InstallOptions { link, force })?;
+            print_outcome(&outcome);
+            Ok(0)
+        }
+        PluginCommand::Update { name, path } => {
+            let outcome = install::update(settings, &name, &path)?;
+            print_outcome(&outcome);
+            Ok(0)
+        }
+        PluginCommand::Uninstall { name } => {
+            let removed = install::uninstall(settings, &name)?;
+            println!(
+                "Uninstalled {} ({}).",
+                removed.name,
+                removed.installation_type.as_str()
+            );
+            Ok(0)
+        }
+        PluginCommand::List { format } => list(settings, format),
+        PluginCommand::Info { name, format } => info(settings, &name, format),
+        PluginCommand::Check { path } => {
+            let report = install::check(&path)?;
+            let m = &report.manifest;
+            println!("{} {} is a valid diffy plugin", m.name, m.version);
+            println!("  library:      {}", report.library.display());
+            println!("  sha256:       {}", report.sha256);
+            println!("  api version:  {}", m.api_version);
+            println!("  host support: {}", m.host_requirement);
+            for c in &m.components {
+                println!("  {:<12}  {:<16} {}", c.kind.as_str(), c.name, c.summary);
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn print_outcome(outcome: &InstallOutcome) {
+    match outcome {
+        InstallOutcome::Installed {
+            name,
+            version,
+            library,
+        } => {
+            println!("Installed {name} {version} into {}.", library.display());
+        }
+        InstallOutcome::Linked {
+            name,
+            version,
+            library,
+        } => {
+            println!("Linked {name} {version} from {}.", library.display());
+        }
+        InstallOutcome::Unchanged { name, version } => {
+            println!("{name} {version} is already installed; nothing to do.");
+        }
+        InstallOutcome::Replaced {
+            name,
+            from,
+            to,
+            library,
+        } => {
+            println!("Replaced {name} {from} with {to} ({}).", library.display());
+        }
+    }
+}
+
+fn new_table(header: &[&str]) -> Table {
+    let mut table = Table::new();
+    table
+        .load_preset(presets::NOTHING)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(header.iter().copied());
+    table
+}
+
+fn status_line(catalog: &Catalog, plugin: &KnownPlugin) -> String {
+    let conflicts: Vec<String> = catalog
+        .conflicts()
+        .into_iter()
+        .filter(|c| c.plugins.contains(&plugin.name))
+        .map(|c| c.describe())
+        .collect();
+    match (&plugin.error, conflicts.first()) {
+        (Some(_), _) => plugin.status(),
+        (None, Some(conflict)) => format!("error: {conflict}"),
+        (None, None) => plugin.status(),
+    }
+}
+
+fn list(settings: &Settings, format: Format) -> Result<u8> {
+    let catalog = Catalog::build(settings)?;
+    let rows = catalog.plugins.iter().map(|p| {
+        let manifest = p.manifest.as_ref();
+        (
+            p,
+            manifest.map(|m| m.api_version.clone()).unwrap_or_default(),
+            manifest.map(|m| m.description.clone()).unwrap_or_default(),
+            status_line(&catalog, p),
+        )
+    });
+    match format {
+        Format::Json => {
+            let items: Vec<_> = rows
+                .map(|(p, api, description, status)| {
+                    json!({
+                        "name": p.name, "version": p.version(), "via": p.source.as_str(),
+                        "api_version": api, "status": status, "description": description,
+                        "library": p.library,
+                    })
+                })
+                .collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&items).expect("JSON serialises")
+            );
+        }
+        Format::Table => {
+            let mut table = new_table(&["NAME", "VERSION", "VIA", "API", "STATUS", "DESCRIPTION"]);
+            for (p, api, description, status) in rows {
+                table.add_row(vec![
+                    p.name.clone(),
+                    p.version().unwrap_or("-").to_string(),
+                    p.source.as_str().to_string(),
+                    api,
+                    status,
+                    description,
+                ]);
+            }
+            println!("{table}");
+        }
+    }
+    Ok(0)
+}
+
+fn info(settings: &Settings, name: &str, format: Format) -> Result<u8> {
+    let catalog = Catalog::build(settings)?;
+    let plugin = catalog.get(name).cloned().ok_or_else(|| {
+        Error::Usage(format!("no plugin named {name:?}; run 'diffy plugin list'"))
+    })?;
+    let mut activator = Activator::new(settings.clone());
+    let (status, loaded_manifest, actual_sha256) = match activator.load(&plugin) {
+        Ok(loaded) => (
+            "loaded".to_string(),
+            Some(loaded.manifest.clone()),
+            loaded.sha256.clone(),
+        ),
+        Err(e) => (format!("error: {e}"), None, None),
+    };
+    let status = match status.as_str() {
+        "loaded" => match catalog
+            .conflicts()
+            .into_iter()
+            .find(|c| c.plugins.contains(&plugin.name))
+        {
+            Some(conflict) => format!("error: {}", conflict.describe()),
+            None => status,
+        },
+        _ => status,
+    };
+    let manifest = loaded_manifest.or(plugin.manifest.clone());
+    let manifest_file = (plugin.source == diffy::catalog::Source::Installed)
+        .then(|| plugin.library.with_file_name("manifest.json"));
+    match format {
+        Format::Json => {
+            let value = json!({
+                "name": plugin.name, "via": plugin.source.as_str(), "library": plugin.library,
+                "manifest_file": manifest_file, "sha256": plugin.sha256.clone().or(actual_sha256),
+                "status": status, "manifest": manifest,
+            });
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&value).expect("JSON serialises")
+            );
+        }
+        Format::Table => {
+            let mut table = new_table(&["FIELD", "VALUE"]);
+            let m = manifest.as_ref();
+            let field = |m: Option<&diffy_plugin_api::Manifest>,
+                         f: fn(&diffy_plugin_api::Manifest) -> &str| {
+                m.map(f).unwrap_or("-").to_string()
+            };
+            table.add_row(vec!["name".to_string(), plugin.name.clone()]);
+            table.add_row(vec!["version".to_string(), field(m, |m| &m.version)]);
+            table.add_row(vec![
+                "description".to_string(),
+                field(m, |m| &m.description),
+            ]);
+            table.add_row(vec!["author".to_string(), field(m, |m| &m.author)]);
+            table.add_row(vec!["author url".to_string(), field(m, |m| &m.author_url)]);
+            table.add_row(vec!["license".to_string(), field(m, |m| &m.license)]);
+            table.add_row(vec![
+                "api version".to_string(),
+                field(m, |m| &m.api_version),
+            ]);
+            table.add_row(vec![
+                "host support".to_string(),
+                field(m, |m| &m.host_requirement),
+            ]);
+            table.add_row(vec!["via".to_string(), plugin.source.as_str().to_string()]);
+            table.add_row(vec![
+                "library".to_string(),
+                plugin.library.display().to_string(),
+            ]);
+            if let Some(file) = &manifest_file {
+                table.add_row(vec![
+                    "manifest file".to_string(),
+                    file.display().to_string(),
+                ]);
+            }
+            if let Some(digest) = plugin.sha256.as_ref().or(actual_sha256.as_ref()) {
+                table.add_row(vec!["sha256".to_string(), digest.clone()]);
+            }
+            table.add_row(vec!["status".to_string(), status]);
+            println!("{table}");
+            if let Some(m) = m {
+                let mut components = new_table(&["KIND", "NAME", "SUMMARY"]);
+                for c in &m.components {
+                    components.add_row(vec![c.kind.to_string(), c.name.clone(), c.summary.clone()]);
+                }
+                println!("\nComponents:\n{components}");
+            }
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,51 @@
+//! `diffy show`: read back what the jobs saved.
+
+use diffy::Result;
+use diffy::activation::Activator;
+use diffy::config::Settings;
+use diffy::error::Error;
+use diffy::workflow;
+use diffy_plugin_api::Report;
+
+use super::report;
+use crate::cli::{Format, ShowArgs};
+
+/// Run `diffy show`.
+pub fn run(settings: &Settings, args: ShowArgs) -> Result<u8> {
+    let mut activator = Activator::new(settings.clone());
+    let persistence =
+        workflow::open_persistence(&mut activator, &args.persistence_plugin, &args.options)?;
+    let Some(key) = args.key else {
+        let keys = persistence.list(args.prefix.as_deref().unwrap_or(""))?;
+        match args.format {
+            Format::Json => println!(
+                "{}",
+                serde_json::to_string_pretty(&keys).expect("strings serialise")
+            ),
+            Format::Table => keys.iter().for_each(|k| println!("{k}")),
+        }
+        return Ok(0);
+    };
+    let document = persistence.get(&key)?.ok_or_else(|| {
+        Error::Usage(format!(
+            "nothing is saved under {key:?}; run 'diffy show' to list the keys"
+        ))
+    })?;
+    let report = key
+        .starts_with("report/")
+        .then(|| serde_json::from_str::<Report>(&document).ok())
+        .flatten();
+    match (args.format, report) {
+        (Format::Table, Some(report)) => print!("{}", report::render(&report, args.max_rows)),
+        _ => {
+            let value: serde_json::Value = serde_json::from_str(&document).map_err(|e| {
+                Error::Failure(format!("the document under {key:?} is not JSON: {e}"))
+            })?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&value).expect("JSON serialises")
+            );
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,20 @@
+//! The core of `diffy`, a plugin host for differential triage of hosts during a security incident.
+//!
+//! Layers, from the bottom up: [`config`] (where files live), [`registry`] (`plugins.json`),
+//! [`loader`] (the only module with `unsafe` and FFI: opening libraries, calling plugins),
+//! [`manifest_cache`] and [`catalog`] (what is known without opening libraries), [`activation`]
+//! (load and activate only what a command needs), [`install`] (the plugin manager's operations)
+//! and [`workflow`] (Diffy's baseline and analysis jobs). Nothing here parses argv or prints; the
+//! `diffy` binary does that.
+
+pub mod activation;
+pub mod catalog;
+pub mod config;
+pub mod error;
+pub mod install;
+pub mod loader;
+pub mod manifest_cache;
+pub mod registry;
+pub mod workflow;
+
+pub use error::{Error, Result};

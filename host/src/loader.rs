@@ -1,0 +1,516 @@
+//! Opening plugin libraries and talking to them: the only module of the host with `unsafe` code
+//! and FFI types.
+//!
+//! Loading a library (DESIGN §4) goes: digest check (installed plugins) → `libloading` pre-check of
+//! the `diffy_plugin_api_version` symbol → abi_stable's header and layout check
+//! (`lib_header_from_path` + `init_root_module`, never `RootModule::load_from_file`, which caches
+//! one module per type) → manifest, name and host-version checks. Each failure is one line; the
+//! full abi_stable layout report is logged at debug level (`-vv`).
+//!
+//! Activation returns safe handles whose methods speak the document types of `diffy-plugin-api`
+//! and turn plugin errors and panics into [`Error::Plugin`] messages naming plugin and component.
+
+use std::ffi::{CStr, c_char};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use abi_stable::library::{LibraryError, lib_header_from_path};
+use abi_stable::sabi_trait::TD_Opaque;
+use abi_stable::std_types::{ROption, RResult, RStr, RString, RVec};
+use diffy_plugin_api::documents::sha256_hex;
+use diffy_plugin_api::ffi::{
+    API_VERSION_SYMBOL, AnalysisBox, CliCommandBox, CollectionBox, FfiError, HostBox, HostFfi,
+    HostFfi_TO, LogLevel, PayloadBox, PersistenceBox, PluginModuleRef, TargetBox,
+};
+use diffy_plugin_api::{
+    AnalysisInput, Command, ComponentKind, Manifest, Record, Report, TargetInfo, is_api_compatible,
+};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use crate::config::HOST_VERSION;
+use crate::error::{Error, Result};
+
+/// What the caller knows about a library before loading it.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Expectation<'a> {
+    /// The plugin name its registry entry (or the bundled list) gives.
+    pub name: Option<&'a str>,
+    /// The SHA-256 recorded at install time.
+    pub sha256: Option<&'a str>,
+}
+
+/// A library that passed every check. Libraries are never unloaded (abi_stable does not support
+/// it), so a `LoadedLibrary` lives as long as the process.
+pub struct LoadedLibrary {
+    /// Where it was loaded from.
+    pub path: PathBuf,
+    /// Its manifest, validated.
+    pub manifest: Manifest,
+    /// Its SHA-256, when the load verified it.
+    pub sha256: Option<String>,
+    module: PluginModuleRef,
+}
+
+/// Load the library at `path` and check it; the error is one line (without the plugin's name,
+/// which the caller adds).
+pub fn load(path: &Path, expect: Expectation<'_>) -> Result<LoadedLibrary, String> {
+    let started = Instant::now();
+    let metadata = std::fs::metadata(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => format!("library not found: {}", path.display()),
+        _ => format!("cannot read {}: {e}", path.display()),
+    })?;
+    if !metadata.is_file() {
+        return Err(format!("{} is not a file", path.display()));
+    }
+    let sha256 = match expect.sha256 {
+        Some(expected) => {
+            let bytes =
+                std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let actual = sha256_hex(&bytes);
+            if !actual.eq_ignore_ascii_case(expected) {
+                return Err(format!(
+                    "digest mismatch: {} changed since it was installed (sha256 {actual}, installed \
+                     {expected}); reinstall it with 'diffy plugin install --force'",
+                    path.display()
+                ));
+            }
+            Some(actual)
+        }
+        None => None,
+    };
+
+    let api_version = precheck_api_version(path)?;
+    let header = lib_header_from_path(path).map_err(describe_library_error)?;
+    let module = header
+        .init_root_module::<PluginModuleRef>()
+        .map_err(describe_library_error)?;
+    let opened = started.elapsed();
+
+    let manifest_json = call("manifest", || (module.manifest())())?;
+    let manifest: Manifest = serde_json::from_str(&manifest_json)
+        .map_err(|e| format!("the plugin returned a malformed manifest: {e}"))?;
+    manifest
+        .validate()
+        .map_err(|e| format!("invalid manifest: {e}"))?;
+    if manifest.api_version != api_version {
+        return Err(format!(
+            "the manifest says diffy-plugin-api {} but the library exports {api_version}",
+            manifest.api_version
+        ));
+    }
+    if let Some(name) = expect.name
+        && manifest.name != name
+    {
+        return Err(format!(
+            "the library is plugin {:?}, not {name:?} as registered",
+            manifest.name
+        ));
+    }
+    check_host_requirement(&manifest)?;
+    tracing::info!(
+        plugin = %manifest.name,
+        path = %path.display(),
+        open_us = opened.as_micros() as u64,
+        total_us = started.elapsed().as_micros() as u64,
+        "loaded plugin library"
+    );
+    Ok(LoadedLibrary {
+        path: path.to_path_buf(),
+        manifest,
+        sha256,
+        module,
+    })
+}
+
+/// Open the library with `libloading` and read the plain C symbol holding the API version it was
+/// built with, so that a library that is not a diffy plugin, or one built for another API series,
+/// gets a clear message before abi_stable's layout check runs.
+fn precheck_api_version(path: &Path) -> Result<String, String> {
+    // SAFETY: opening a library runs its initialisers. The library is one the user registered as a
+    // diffy plugin (or asked to check); a plugin host cannot avoid running the plugin's code, and
+    // the trust checks (digest, permissions) have already passed.
+    let library = unsafe { libloading::Library::new(path) }
+        .map_err(|e| format!("not a loadable library: {}", one_line(&e.to_string())))?;
+    let symbol_name = format!("{API_VERSION_SYMBOL}\0");
+    // SAFETY: the symbol, when present, is the `extern "C" fn() -> *const c_char` that
+    // `export_plugin!` defines; the signature below is exactly that.
+    let version_fn =
+        unsafe { library.get::<extern "C" fn() -> *const c_char>(symbol_name.as_bytes()) }
+            .map_err(|_| {
+                format!(
+                    "not a diffy plugin: {} does not export {API_VERSION_SYMBOL}",
+                    path.display()
+                )
+            })?;
+    let pointer = version_fn();
+    if pointer.is_null() {
+        return Err(format!("{API_VERSION_SYMBOL} returned a null pointer"));
+    }
+    // SAFETY: `export_plugin!` returns a pointer to a NUL-terminated `'static` C string, and the
+    // library stays loaded (abi_stable keeps its own handle; ours is only dropped afterwards).
+    let version = unsafe { CStr::from_ptr(pointer) }
+        .to_str()
+        .map_err(|_| format!("{API_VERSION_SYMBOL} is not UTF-8"))?
+        .to_string();
+    let plugin_api = semver::Version::parse(&version)
+        .map_err(|_| format!("{API_VERSION_SYMBOL} is not a version: {version:?}"))?;
+    let host_api =
+        semver::Version::parse(diffy_plugin_api::API_VERSION).expect("own version parses");
+    if !is_api_compatible(&plugin_api, &host_api) {
+        return Err(format!(
+            "built against diffy-plugin-api {plugin_api}, but this diffy uses {host_api}; rebuild \
+             the plugin against diffy-plugin-api {}.{}",
+            host_api.major, host_api.minor
+        ));
+    }
+    Ok(version)
+}
+
+fn describe_library_error(error: LibraryError) -> String {
+    match &error {
+        LibraryError::AbiInstability(report) => {
+            tracing::debug!("abi_stable layout report:\n{report}");
+            "incompatible ABI: the library's diffy-plugin-api types differ from this diffy's \
+             (rerun with -vv for abi_stable's report)"
+                .to_string()
+        }
+        LibraryError::OpenError { .. } => {
+            format!("not a loadable library: {}", one_line(&error.to_string()))
+        }
+        LibraryError::GetSymbolError { .. } => {
+            "not a diffy plugin: it exports no abi_stable root module".to_string()
+        }
+        _ => {
+            tracing::debug!("abi_stable error:\n{error}");
+            one_line(&error.to_string())
+        }
+    }
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn check_host_requirement(manifest: &Manifest) -> Result<(), String> {
+    let requirement = semver::VersionReq::parse(&manifest.host_requirement)
+        .map_err(|e| format!("invalid host requirement: {e}"))?;
+    let host = semver::Version::parse(HOST_VERSION).expect("own version parses");
+    if requirement.matches(&host) {
+        Ok(())
+    } else {
+        Err(format!(
+            "supports diffy {}, but this is diffy {host}",
+            manifest.host_requirement
+        ))
+    }
+}
+
+/// Call a plugin function that returns an `FfiResult`, turning its error into a message.
+fn call<T>(what: &str, f: impl FnOnce() -> RResult<T, FfiError>) -> Result<T, String> {
+    f().into_result().map_err(|e| {
+        if e.panicked {
+            format!("panicked in {what}: {}", e.message)
+        } else {
+            format!("{what} failed: {}", e.message)
+        }
+    })
+}
+
+/// Which component of which plugin a handle belongs to, for messages.
+#[derive(Debug, Clone)]
+pub struct Label {
+    /// The plugin's name.
+    pub plugin: String,
+    /// The component's kind.
+    pub kind: ComponentKind,
+    /// The component's name.
+    pub name: String,
+}
+
+impl Label {
+    fn error(&self, error: FfiError) -> Error {
+        let verb = if error.panicked {
+            "panicked in"
+        } else {
+            "failed in"
+        };
+        Error::Plugin(format!(
+            "plugin {} {verb} {} {}: {}",
+            self.plugin,
+            self.kind,
+            self.name,
+            one_line(&error.message)
+        ))
+    }
+
+    fn decode<T: DeserializeOwned>(&self, text: &str) -> Result<T> {
+        serde_json::from_str(text).map_err(|e| {
+            Error::Plugin(format!(
+                "plugin {} returned a malformed document from {} {}: {e}",
+                self.plugin, self.kind, self.name
+            ))
+        })
+    }
+
+    fn check<T>(&self, result: RResult<T, FfiError>) -> Result<T> {
+        result.into_result().map_err(|e| self.error(e))
+    }
+}
+
+fn encode<T: serde::Serialize + ?Sized>(value: &T) -> String {
+    serde_json::to_string(value).expect("documents serialise")
+}
+
+fn incident_arg(incident: Option<&str>) -> ROption<RStr<'_>> {
+    incident.map(RStr::from_str).into()
+}
+
+macro_rules! activate_method {
+    ($method:ident, $field:ident, $kind:ident, $handle:ident) => {
+        /// Construct the named component with `options` (already validated against its schema).
+        pub fn $method(&self, name: &str, services: HostServices, options: &Map<String, Value>) -> Result<$handle> {
+            let label = Label {
+                plugin: self.manifest.name.clone(),
+                kind: ComponentKind::$kind,
+                name: name.to_string(),
+            };
+            let started = Instant::now();
+            let host: HostBox = HostFfi_TO::from_value(services, TD_Opaque);
+            let options = encode(options);
+            let result = (self.module.$field())(RStr::from_str(name), host, RStr::from_str(&options));
+            let inner = result.into_result().map_err(|e| {
+                let verb = if e.panicked { "panicked while activating" } else { "failed to activate" };
+                Error::Plugin(format!(
+                    "plugin {} {verb} {} {}: {}",
+                    label.plugin, label.kind, label.name, one_line(&e.message)
+                ))
+            })?;
+            tracing::info!(
+                plugin = %label.plugin,
+                component = %format!("{} {}", label.kind, label.name),
+                activate_us = started.elapsed().as_micros() as u64,
+                "activated component"
+            );
+            Ok($handle { inner, label })
+        }
+    };
+}
+
+impl LoadedLibrary {
+    activate_method!(
+        activate_cli_command,
+        activate_cli_command,
+        CliCommand,
+        CliCommandHandle
+    );
+    activate_method!(activate_target, activate_target, Target, TargetHandle);
+    activate_method!(activate_payload, activate_payload, Payload, PayloadHandle);
+    activate_method!(
+        activate_collection,
+        activate_collection,
+        Collection,
+        CollectionHandle
+    );
+    activate_method!(
+        activate_persistence,
+        activate_persistence,
+        Persistence,
+        PersistenceHandle
+    );
+    activate_method!(
+        activate_analysis,
+        activate_analysis,
+        Analysis,
+        AnalysisHandle
+    );
+}
+
+/// An activated CLI command.
+pub struct CliCommandHandle {
+    inner: CliCommandBox,
+    /// Which plugin and component this is.
+    pub label: Label,
+}
+
+impl CliCommandHandle {
+    /// Run with the arguments after the namespace; returns the exit code.
+    pub fn run(&self, args: &[String]) -> Result<i32> {
+        let args: RVec<RString> = args.iter().map(|a| RString::from(a.as_str())).collect();
+        self.label.check(self.inner.run(args))
+    }
+}
+
+/// An activated Target component.
+pub struct TargetHandle {
+    inner: TargetBox,
+    /// Which plugin and component this is.
+    pub label: Label,
+}
+
+impl TargetHandle {
+    /// Resolve `key` into targets.
+    pub fn get(&self, key: &str, incident: Option<&str>) -> Result<Vec<TargetInfo>> {
+        let json = self
+            .label
+            .check(self.inner.get(RStr::from_str(key), incident_arg(incident)))?;
+        self.label.decode(&json)
+    }
+}
+
+/// An activated Payload component.
+pub struct PayloadHandle {
+    inner: PayloadBox,
+    /// Which plugin and component this is.
+    pub label: Label,
+}
+
+impl PayloadHandle {
+    /// The commands to collect.
+    pub fn generate(&self, incident: Option<&str>) -> Result<Vec<Command>> {
+        let json = self
+            .label
+            .check(self.inner.generate(incident_arg(incident)))?;
+        self.label.decode(&json)
+    }
+}
+
+/// An activated Collection component.
+pub struct CollectionHandle {
+    inner: CollectionBox,
+    /// Which plugin and component this is.
+    pub label: Label,
+}
+
+impl CollectionHandle {
+    /// Collect records for `targets` × `commands`.
+    pub fn get(
+        &self,
+        targets: &[TargetInfo],
+        commands: &[Command],
+        incident: Option<&str>,
+    ) -> Result<Vec<Record>> {
+        let (targets, commands) = (encode(targets), encode(commands));
+        let json = self.label.check(self.inner.get(
+            RStr::from_str(&targets),
+            RStr::from_str(&commands),
+            incident_arg(incident),
+        ))?;
+        self.label.decode(&json)
+    }
+}
+
+/// An activated Persistence component.
+pub struct PersistenceHandle {
+    inner: PersistenceBox,
+    /// Which plugin and component this is.
+    pub label: Label,
+}
+
+impl PersistenceHandle {
+    /// The JSON text saved under `key`.
+    pub fn get(&self, key: &str) -> Result<Option<String>> {
+        let found = self.label.check(self.inner.get(RStr::from_str(key)))?;
+        Ok(found.into_option().map(RString::into_string))
+    }
+
+    /// Save JSON text under `key`.
+    pub fn save(&self, key: &str, document: &str) -> Result<()> {
+        self.label.check(
+            self.inner
+                .save(RStr::from_str(key), RStr::from_str(document)),
+        )
+    }
+
+    /// Keys under `prefix`.
+    pub fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        let json = self.label.check(self.inner.list(RStr::from_str(prefix)))?;
+        self.label.decode(&json)
+    }
+}
+
+/// An activated Analysis component.
+pub struct AnalysisHandle {
+    inner: AnalysisBox,
+    /// Which plugin and component this is.
+    pub label: Label,
+}
+
+impl AnalysisHandle {
+    /// Run the analysis. The input is dropped once encoded, so the records are not held twice.
+    pub fn run(&self, input: AnalysisInput, incident: Option<&str>) -> Result<Report> {
+        let input = encode(&input);
+        let json = self.label.check(
+            self.inner
+                .run(RStr::from_str(&input), incident_arg(incident)),
+        )?;
+        self.label.decode(&json)
+    }
+}
+
+/// The services the host gives each activated component: logging into `tracing`, a data
+/// directory, and a progress bar drawn only on a terminal.
+#[derive(Clone)]
+pub struct HostServices {
+    plugin: String,
+    data_dir: PathBuf,
+    progress: Arc<Mutex<Option<ProgressBar>>>,
+}
+
+impl HostServices {
+    /// Services for `plugin`, whose state lives in `data_dir`.
+    pub fn new(plugin: &str, data_dir: PathBuf) -> Self {
+        HostServices {
+            plugin: plugin.to_string(),
+            data_dir,
+            progress: Arc::new(Mutex::new(None)),
+        }
+    }
+}
+
+impl HostFfi for HostServices {
+    fn log(&self, level: LogLevel, message: RStr<'_>) {
+        let (plugin, message) = (self.plugin.as_str(), message.as_str());
+        match level {
+            LogLevel::Debug => tracing::debug!(plugin, "{message}"),
+            LogLevel::Info => tracing::info!(plugin, "{message}"),
+            LogLevel::Warn => tracing::warn!(plugin, "{message}"),
+            LogLevel::Error => tracing::error!(plugin, "{message}"),
+        }
+    }
+
+    fn data_dir(&self) -> RString {
+        self.data_dir.to_string_lossy().into_owned().into()
+    }
+
+    fn progress_start(&self, total: u64, message: RStr<'_>) {
+        let bar = ProgressBar::new(total)
+            .with_style(
+                ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {elapsed}")
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            )
+            .with_message(message.as_str().to_string());
+        if let Ok(mut slot) = self.progress.lock() {
+            *slot = Some(bar);
+        }
+    }
+
+    fn progress_advance(&self, steps: u64) {
+        if let Ok(slot) = self.progress.lock()
+            && let Some(bar) = slot.as_ref()
+        {
+            bar.inc(steps);
+        }
+    }
+
+    fn progress_finish(&self) {
+        if let Ok(mut slot) = self.progress.lock()
+            && let Some(bar) = slot.take()
+        {
+            bar.finish_and_clear();
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! The manifest cache: `<config dir>/cache/manifests-v1.txt`.
+//!
+//! It lets commands that need no plugin open none, and lets `diffy <namespace>` find the owning
+//! plugin without parsing the registry or every manifest, whatever the number of plugins. The
+//! format is line-oriented so that a lookup reads one file and parses one JSON line:
+//!
+//! ```text
+//! diffy-manifest-cache v1 <fingerprint>
+//! c <kind> <component name> <plugin name>        one line per declared component
+//! p <plugin name> <KnownPlugin as JSON>           one line per plugin
+//! ```
+//!
+//! Fields are tab-separated. The fingerprint covers the host version, the registry file's identity
+//! (device, inode, size, modification time: every atomic rewrite changes the inode) and the bundled
+//! libraries' stamps; a path plugin's own stamp is checked when it is used.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+use std::path::Path;
+
+use diffy_plugin_api::ComponentKind;
+use diffy_plugin_api::documents::sha256_hex;
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{Catalog, KnownPlugin};
+use crate::config::{BUNDLED_PLUGINS, HOST_VERSION, Settings};
+
+const HEADER: &str = "diffy-manifest-cache v1";
+const FILE_NAME: &str = "manifests-v1.txt";
+
+/// A library's size and modification time, to notice that it was rebuilt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stamp {
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, nanoseconds since the epoch.
+    pub mtime_ns: i128,
+}
+
+impl Stamp {
+    /// The stamp of the file at `path`, or `None` if it is not a readable file.
+    pub fn of(path: &Path) -> Option<Stamp> {
+        let metadata = std::fs::metadata(path).ok().filter(|m| m.is_file())?;
+        let mtime_ns = metadata
+            .modified()
+            .ok()?
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as i128)
+            .unwrap_or(0);
+        Some(Stamp {
+            size: metadata.len(),
+            mtime_ns,
+        })
+    }
+}
+
+fn fingerprint(settings: &Settings) -> String {
+    let mut text = format!("{HOST_VERSION}\n");
+    let registry = settings.registry_file();
+    match std::fs::metadata(&registry) {
+        Ok(metadata) => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::MetadataExt;
+                let _ = write!(text, "{}:{}:", metadata.dev(), metadata.ino());
+            }
+            let _ = writeln!(text, "{}:{:?}", metadata.len(), metadata.modified().ok());
+        }
+        Err(_) => text.push_str("no registry\n"),
+    }
+    for name in BUNDLED_PLUGINS {
+        if let Some(library) = settings.bundled_library(name) {
+            let _ = writeln!(text, "{}:{:?}", library.display(), Stamp::of(&library));
+        }
+    }
+    sha256_hex(text.as_bytes())
+}
+
+fn cache_file(settings: &Settings) -> std::path::PathBuf {
+    settings.cache_dir().join(FILE_NAME)
+}
+
+/// Write the cache for `catalog`. Failure only costs speed, so it is logged, not returned.
+pub fn write(settings: &Settings, catalog: &Catalog) {
+    let mut text = format!("{HEADER} {}\n", fingerprint(settings));
+    for plugin in &catalog.plugins {
+        if let Some(manifest) = &plugin.manifest {
+            for component in &manifest.components {
+                let _ = writeln!(
+                    text,
+                    "c\t{}\t{}\t{}",
+                    component.kind, component.name, plugin.name
+                );
+            }
+        }
+    }
+    for plugin in &catalog.plugins {
+        match serde_json::to_string(plugin) {
+            Ok(json) => {
+                let _ = writeln!(text, "p\t{}\t{json}", plugin.name);
+            }
+            Err(e) => tracing::debug!("cannot cache {}: {e}", plugin.name),
+        }
+    }
+    let path = cache_file(settings);
+    if std::fs::read_to_string(&path).is_ok_and(|old| old == text) {
+        return;
+    }
+    if let Err(e) = crate::registry::write_atomically(&path, text.as_bytes()) {
+        tracing::debug!("cannot write the manifest cache: {e}");
+    }
+}
+
+/// Every plugin in the cache, fresh or not, by name (for reuse while rebuilding).
+pub fn read_plugins(settings: &Settings) -> HashMap<String, KnownPlugin> {
+    let Ok(text) = std::fs::read_to_string(cache_file(settings)) else {
+        return HashMap::new();
+    };
+    text.lines()
+        .filter_map(|line| line.strip_prefix("p\t"))
+        .filter_map(|rest| rest.split_once('\t'))
+        .filter_map(|(name, json)| {
+            serde_json::from_str::<KnownPlugin>(json)
+                .ok()
+                .map(|p| (name.to_string(), p))
+        })
+        .collect()
+}
+
+/// The fast path: the plugins that own component `kind`/`name`, from a fresh cache, without
+/// reading the registry. `None` when the cache is missing or stale, or a path or bundled owner's
+/// library changed since it was cached; the caller then builds the [`Catalog`].
+pub fn lookup(settings: &Settings, kind: ComponentKind, name: &str) -> Option<Vec<KnownPlugin>> {
+    if !(settings.user_plugins && settings.bundled_plugins) {
+        return None;
+    }
+    let text = std::fs::read_to_string(cache_file(settings)).ok()?;
+    let (header, body) = text.split_once('\n')?;
+    if header.strip_prefix(HEADER)?.trim() != fingerprint(settings) {
+        return None;
+    }
+    let component_prefix = format!("c\t{kind}\t{name}\t");
+    let owner_names: Vec<&str> = body
+        .lines()
+        .filter_map(|line| line.strip_prefix(component_prefix.as_str()))
+        .collect();
+    let mut owners = Vec::with_capacity(owner_names.len());
+    for owner in owner_names {
+        let plugin_prefix = format!("p\t{owner}\t");
+        let json = body
+            .lines()
+            .find_map(|line| line.strip_prefix(plugin_prefix.as_str()))?;
+        let plugin: KnownPlugin = serde_json::from_str(json).ok()?;
+        if plugin.stamp.is_some() && Stamp::of(&plugin.library) != plugin.stamp {
+            return None;
+        }
+        owners.push(plugin);
+    }
+    Some(owners)
+}
