@@ -11,7 +11,9 @@ fn libraries_opened(env: &Env, args: &[&str]) -> Vec<String> {
     let mut opened: Vec<String> = trace
         .lines()
         .filter_map(|l| l.split("calling init: ").nth(1))
-        .filter(|path| path.contains("diffy_"))
+        // Plugins are opened through /proc/self/fd (the verified open file); anything else with
+        // diffy in its name would be a plugin opened by path.
+        .filter(|path| path.contains("diffy_") || path.starts_with("/proc/self/fd/"))
         .map(|path| path.trim().to_string())
         .collect();
     opened.sort();
@@ -79,9 +81,16 @@ fn only_the_owning_library_is_opened() {
     }
     let opened = libraries_opened(&env, &["sweeten", "count"]);
     assert_eq!(opened.len(), 1, "{opened:?}");
+    let verbose = env.diffy(["-v", "sweeten", "count"]).output().unwrap();
+    let loaded: Vec<String> = stderr_of(&verbose)
+        .lines()
+        .filter(|l| l.contains("loaded plugin library"))
+        .map(String::from)
+        .collect();
+    assert_eq!(loaded.len(), 1, "{loaded:?}");
     assert!(
-        opened[0].ends_with("plugins/diffy-sweeten/0.1.0/libdiffy_sweeten.so"),
-        "{opened:?}"
+        loaded[0].contains("plugins/diffy-sweeten/0.1.0/libdiffy_sweeten.so"),
+        "{loaded:?}"
     );
     for args in [
         &["--version"][..],

@@ -6,7 +6,9 @@
 //! Libraries are loaded at most once per process.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use diffy_plugin_api::documents::sha256_hex;
 use std::sync::Arc;
 
 use diffy_plugin_api::{Component, ComponentKind};
@@ -17,9 +19,10 @@ use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::loader::{
     self, AnalysisHandle, CliCommandHandle, CollectionHandle, Expectation, HostServices,
-    LoadedLibrary, PayloadHandle, PersistenceHandle, TargetHandle,
+    LoadedLibrary, PayloadHandle, PersistenceHandle, TargetHandle, Verified,
 };
 use crate::manifest_cache;
+use crate::registry::write_atomically;
 
 /// Loads plugins on demand for one process.
 pub struct Activator {
@@ -69,9 +72,14 @@ impl Activator {
         if let Some(loaded) = self.loaded.get(&plugin.library) {
             return Ok(Arc::clone(loaded));
         }
+        let record_path = self.verified_record(&plugin.library);
+        let previous: Option<Verified> = std::fs::read(&record_path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok());
         let expect = Expectation {
             name: Some(&plugin.name),
             sha256: plugin.sha256.as_deref(),
+            previous: previous.as_ref(),
         };
         let loaded = loader::load(&plugin.library, expect).map_err(|e| {
             Error::Plugin(format!(
@@ -80,10 +88,25 @@ impl Activator {
                 plugin.library.display()
             ))
         })?;
+        if previous.as_ref() != Some(&loaded.verified) {
+            let record = serde_json::to_vec(&loaded.verified).expect("records serialise");
+            if let Err(e) = write_atomically(&record_path, &record) {
+                tracing::debug!("cannot save the verification record: {e}");
+            }
+        }
         let loaded = Arc::new(loaded);
         self.loaded
             .insert(plugin.library.clone(), Arc::clone(&loaded));
         Ok(loaded)
+    }
+
+    /// Where the [`Verified`] record of a library is kept: `<config>/cache/verified/<hash>.json`.
+    fn verified_record(&self, library: &Path) -> PathBuf {
+        let key = sha256_hex(library.as_os_str().as_encoded_bytes());
+        self.settings
+            .cache_dir()
+            .join("verified")
+            .join(format!("{}.json", &key[..32]))
     }
 
     fn services(&self, plugin: &str) -> HostServices {

@@ -316,7 +316,7 @@ fn refresh(
     } else {
         let expect = Expectation {
             name: Some(name),
-            sha256: None,
+            ..Expectation::default()
         };
         match loader::load(&plugin.library, expect) {
             Ok(loaded) => plugin.manifest = Some(loaded.manifest),

@@ -29,24 +29,23 @@ pub struct Settings {
 impl Settings {
     /// Resolve the configuration directory: the flag, else `$DIFFY_CONFIG_DIR`, else `~/.diffy`.
     pub fn resolve(config_dir: Option<PathBuf>) -> Result<Settings> {
-        let config_dir = match config_dir
-            .or_else(|| std::env::var_os("DIFFY_CONFIG_DIR").map(PathBuf::from))
-        {
-            Some(dir) if dir.as_os_str().is_empty() => {
-                return Err(Error::Usage(
-                    "the configuration directory is an empty path".into(),
-                ));
-            }
-            Some(dir) => dir,
-            None => dirs::home_dir()
-                .ok_or_else(|| {
-                    Error::Usage(
+        let config_dir =
+            match config_dir.or_else(|| std::env::var_os("DIFFY_CONFIG_DIR").map(PathBuf::from)) {
+                Some(dir) if dir.as_os_str().is_empty() => {
+                    return Err(Error::Usage(
+                        "the configuration directory is an empty path".into(),
+                    ));
+                }
+                Some(dir) => dir,
+                None => dirs::home_dir()
+                    .ok_or_else(|| {
+                        Error::Usage(
                         "cannot find the home directory; set DIFFY_CONFIG_DIR or pass --config-dir"
                             .into(),
                     )
-                })?
-                .join(".diffy"),
-        };
+                    })?
+                    .join(".diffy"),
+            };
         let config_dir =
             std::path::absolute(&config_dir).map_err(|e| Error::io("resolve", &config_dir, e))?;
         Ok(Settings {

@@ -28,6 +28,7 @@ use diffy_plugin_api::{
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::config::HOST_VERSION;
@@ -40,6 +41,73 @@ pub struct Expectation<'a> {
     pub name: Option<&'a str>,
     /// The SHA-256 recorded at install time.
     pub sha256: Option<&'a str>,
+    /// What an earlier load of this path verified (see [`Verified`]).
+    pub previous: Option<&'a Verified>,
+}
+
+/// A file's identity: when any of these change, its bytes may have changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileIdentity {
+    /// Device.
+    pub dev: u64,
+    /// Inode.
+    pub ino: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time (ns).
+    pub mtime_ns: i64,
+    /// Status change time (ns); it changes on every write and cannot be set back by a user.
+    pub ctime_ns: i64,
+}
+
+impl FileIdentity {
+    fn of(metadata: &std::fs::Metadata) -> FileIdentity {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            FileIdentity {
+                dev: metadata.dev(),
+                ino: metadata.ino(),
+                size: metadata.size(),
+                mtime_ns: metadata.mtime() * 1_000_000_000 + metadata.mtime_nsec(),
+                ctime_ns: metadata.ctime() * 1_000_000_000 + metadata.ctime_nsec(),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            FileIdentity {
+                dev: 0,
+                ino: 0,
+                size: metadata.len(),
+                mtime_ns: metadata
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_nanos() as i64),
+                ctime_ns: 0,
+            }
+        }
+    }
+
+    /// The identity of the running `diffy` executable.
+    fn of_current_exe() -> Option<FileIdentity> {
+        let exe = std::env::current_exe().ok()?;
+        Some(FileIdentity::of(&std::fs::metadata(exe).ok()?))
+    }
+}
+
+/// What loading a library proved, kept by the caller so the next load of the unchanged file can
+/// skip the expensive checks: the digest (when the file still has the identity it had when its
+/// digest matched) and abi_stable's layout check (when, in addition, the running executable is
+/// the one that checked it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verified {
+    /// The file's identity when it was checked.
+    pub file: FileIdentity,
+    /// The digest it had then, if one was computed.
+    pub sha256: Option<String>,
+    /// The `diffy` executable whose layout check the file passed.
+    pub layout_checked_by: Option<FileIdentity>,
 }
 
 /// A library that passed every check. Libraries are never unloaded (abi_stable does not support
@@ -49,27 +117,49 @@ pub struct LoadedLibrary {
     pub path: PathBuf,
     /// Its manifest, validated.
     pub manifest: Manifest,
-    /// Its SHA-256, when the load verified it.
-    pub sha256: Option<String>,
+    /// What this load verified, to pass back as [`Expectation::previous`] next time.
+    pub verified: Verified,
     module: PluginModuleRef,
+}
+
+impl LoadedLibrary {
+    /// The library's SHA-256, when this load (or the one it trusted) computed it.
+    pub fn sha256(&self) -> Option<&str> {
+        self.verified.sha256.as_deref()
+    }
 }
 
 /// Load the library at `path` and check it; the error is one line (without the plugin's name,
 /// which the caller adds).
+///
+/// The file is opened once, and that open file is what is hashed and what the dynamic loader maps
+/// (through `/proc/self/fd` on Linux), so the bytes verified are the bytes loaded even if the
+/// path is replaced meanwhile.
 pub fn load(path: &Path, expect: Expectation<'_>) -> Result<LoadedLibrary, String> {
     let started = Instant::now();
-    let metadata = std::fs::metadata(path).map_err(|e| match e.kind() {
+    let mut file = std::fs::File::open(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => format!("library not found: {}", path.display()),
-        _ => format!("cannot read {}: {e}", path.display()),
+        _ => format!("cannot open {}: {e}", path.display()),
     })?;
+    let metadata = file
+        .metadata()
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     if !metadata.is_file() {
         return Err(format!("{} is not a file", path.display()));
     }
+    let identity = FileIdentity::of(&metadata);
+    let previous = expect.previous.filter(|p| p.file == identity);
     let sha256 = match expect.sha256 {
         Some(expected) => {
-            let bytes =
-                std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            let actual = sha256_hex(&bytes);
+            let actual = match previous.and_then(|p| p.sha256.clone()) {
+                Some(known) => known,
+                None => {
+                    let mut bytes = Vec::with_capacity(metadata.len() as usize);
+                    std::io::Read::read_to_end(&mut file, &mut bytes)
+                        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                    sha256_hex(&bytes)
+                }
+            };
             if !actual.eq_ignore_ascii_case(expected) {
                 return Err(format!(
                     "digest mismatch: {} changed since it was installed (sha256 {actual}, installed \
@@ -79,15 +169,43 @@ pub fn load(path: &Path, expect: Expectation<'_>) -> Result<LoadedLibrary, Strin
             }
             Some(actual)
         }
-        None => None,
+        None => previous.and_then(|p| p.sha256.clone()),
     };
 
-    let api_version = precheck_api_version(path)?;
-    let header = lib_header_from_path(path).map_err(describe_library_error)?;
-    let module = header
-        .init_root_module::<PluginModuleRef>()
-        .map_err(describe_library_error)?;
+    let digested = started.elapsed();
+    let open_path = open_file_path(&file, path);
+    // The dynamic loader knows a library by the path it was opened with and hands the same library
+    // out again for that path; libraries are never unloaded (abi_stable's rule, and glibc's for
+    // most Rust libraries). So the descriptor stays open for the life of the process, and its
+    // /proc/self/fd path is never reused for another file.
+    std::mem::forget(file);
+    // Keep the pre-check's handle open until abi_stable holds its own, so the library is mapped once.
+    let (api_version, _precheck_handle) =
+        precheck_api_version(&open_path).map_err(|e| unmask(e, &open_path, path))?;
+    let prechecked = started.elapsed();
+    let header = lib_header_from_path(&open_path)
+        .map_err(describe_library_error)
+        .map_err(|e| unmask(e, &open_path, path))?;
+    let exe = FileIdentity::of_current_exe();
+    let layout_known_good = exe.is_some() && previous.and_then(|p| p.layout_checked_by) == exe;
+    let module = if layout_known_good {
+        // SAFETY: this very file (same device, inode, size, mtime and ctime) passed abi_stable's
+        // layout check for `PluginModuleRef` in an earlier run of this very executable (same
+        // identity), and layout checking is deterministic in those two inputs.
+        unsafe { header.init_root_module_with_unchecked_layout::<PluginModuleRef>() }
+    } else {
+        header.init_root_module::<PluginModuleRef>()
+    }
+    .map_err(describe_library_error)?;
     let opened = started.elapsed();
+    tracing::debug!(
+        digest_us = digested.as_micros() as u64,
+        dlopen_us = (prechecked - digested).as_micros() as u64,
+        layout_us = (opened - prechecked).as_micros() as u64,
+        layout_cached = layout_known_good,
+        "opened {}",
+        path.display()
+    );
 
     let manifest_json = call("manifest", || (module.manifest())())?;
     let manifest: Manifest = serde_json::from_str(&manifest_json)
@@ -120,15 +238,40 @@ pub fn load(path: &Path, expect: Expectation<'_>) -> Result<LoadedLibrary, Strin
     Ok(LoadedLibrary {
         path: path.to_path_buf(),
         manifest,
-        sha256,
+        verified: Verified {
+            file: identity,
+            sha256,
+            layout_checked_by: exe,
+        },
         module,
     })
+}
+
+/// The path the dynamic loader should open: the already-open file itself where the platform
+/// allows it, else the path.
+fn open_file_path(file: &std::fs::File, path: &Path) -> PathBuf {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let _ = path;
+        PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = file;
+        path.to_path_buf()
+    }
+}
+
+/// Say the real path in messages, not the `/proc/self/fd` one.
+fn unmask(message: String, open_path: &Path, path: &Path) -> String {
+    message.replace(&*open_path.to_string_lossy(), &path.to_string_lossy())
 }
 
 /// Open the library with `libloading` and read the plain C symbol holding the API version it was
 /// built with, so that a library that is not a diffy plugin, or one built for another API series,
 /// gets a clear message before abi_stable's layout check runs.
-fn precheck_api_version(path: &Path) -> Result<String, String> {
+fn precheck_api_version(path: &Path) -> Result<(String, libloading::Library), String> {
     // SAFETY: opening a library runs its initialisers. The library is one the user registered as a
     // diffy plugin (or asked to check); a plugin host cannot avoid running the plugin's code, and
     // the trust checks (digest, permissions) have already passed.
@@ -150,7 +293,7 @@ fn precheck_api_version(path: &Path) -> Result<String, String> {
         return Err(format!("{API_VERSION_SYMBOL} returned a null pointer"));
     }
     // SAFETY: `export_plugin!` returns a pointer to a NUL-terminated `'static` C string, and the
-    // library stays loaded (abi_stable keeps its own handle; ours is only dropped afterwards).
+    // library stays loaded while `library` is alive.
     let version = unsafe { CStr::from_ptr(pointer) }
         .to_str()
         .map_err(|_| format!("{API_VERSION_SYMBOL} is not UTF-8"))?
@@ -166,7 +309,7 @@ fn precheck_api_version(path: &Path) -> Result<String, String> {
             host_api.major, host_api.minor
         ));
     }
-    Ok(version)
+    Ok((version, library))
 }
 
 fn describe_library_error(error: LibraryError) -> String {

@@ -159,7 +159,7 @@ fn info(settings: &Settings, name: &str, format: Format) -> Result<u8> {
         Ok(loaded) => (
             "loaded".to_string(),
             Some(loaded.manifest.clone()),
-            loaded.sha256.clone(),
+            loaded.sha256().map(String::from),
         ),
         Err(e) => (format!("error: {e}"), None, None),
     };

@@ -11,12 +11,29 @@ pub fn render(report: &Report, max_rows: usize) -> String {
         out.push_str(&format!("warning: {warning}\n"));
     }
     let differing: Vec<_> = report.hosts.iter().filter(|h| h.score > 0.0).collect();
+    let with_rows = report
+        .hosts
+        .iter()
+        .filter(|h| {
+            h.commands
+                .iter()
+                .any(|c| !c.added.is_empty() || !c.removed.is_empty())
+        })
+        .count();
+    let incomplete = report
+        .hosts
+        .iter()
+        .filter(|h| h.commands.iter().any(|c| c.error.is_some()))
+        .count();
     out.push_str(&format!(
-        "{} analysis: {} of {} hosts differ\n\n",
+        "{} analysis: {with_rows} of {} hosts differ",
         report.analysis,
-        differing.len(),
         report.hosts.len()
     ));
+    if incomplete > 0 {
+        out.push_str(&format!("; {incomplete} could not be fully compared"));
+    }
+    out.push_str("\n\n");
     let mut table = Table::new();
     table
         .load_preset(presets::NOTHING)

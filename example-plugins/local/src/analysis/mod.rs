@@ -1,0 +1,212 @@
+//! The Analysis components: `local-simple` compares every host with a saved baseline,
+//! `local-cluster` with the rest of its fleet. Both see a command's output as a *set* of distinct
+//! normalised rows ([`rows`]): a row repeated on a host counts once, and row order does not matter.
+
+pub(crate) mod cluster;
+pub(crate) mod rows;
+pub(crate) mod simple;
+
+use std::collections::HashMap;
+
+use diffy_plugin_api::{AnalysisInput, CommandDiff, HostReport, Parser, Record, RecordStatus};
+
+/// How a record without a known command is parsed.
+const DEFAULT_PARSER: &Parser = &Parser::Lines;
+
+/// The longest stderr excerpt quoted in a command's error.
+const MAX_EXCERPT_CHARS: usize = 200;
+
+/// An analysis input indexed by host and command.
+pub(crate) struct Fleet<'a> {
+    /// Host ids, in the order of their first record.
+    pub(crate) hosts: Vec<&'a str>,
+    /// Command ids: those of the payload, then any seen only in records.
+    pub(crate) commands: Vec<&'a str>,
+    /// Each command's parser, by position in `commands`.
+    parsers: Vec<&'a Parser>,
+    /// `cells[host][command]`: the first record of that host and command.
+    cells: Vec<Vec<Option<&'a Record>>>,
+}
+
+impl<'a> Fleet<'a> {
+    pub(crate) fn new(input: &'a AnalysisInput) -> Self {
+        let mut fleet = Fleet {
+            hosts: Vec::new(),
+            commands: Vec::new(),
+            parsers: Vec::new(),
+            cells: Vec::new(),
+        };
+        let mut command_index = HashMap::new();
+        for command in &input.commands {
+            command_index.entry(command.id.as_str()).or_insert_with(|| {
+                fleet.commands.push(&command.id);
+                fleet
+                    .parsers
+                    .push(command.parse.as_ref().unwrap_or(DEFAULT_PARSER));
+                fleet.commands.len() - 1
+            });
+        }
+        let mut host_index = HashMap::new();
+        for record in &input.records {
+            let command = *command_index
+                .entry(record.command.as_str())
+                .or_insert_with(|| {
+                    fleet.commands.push(&record.command);
+                    fleet.parsers.push(DEFAULT_PARSER);
+                    fleet.commands.len() - 1
+                });
+            let host = *host_index.entry(record.target.as_str()).or_insert_with(|| {
+                fleet.hosts.push(&record.target);
+                fleet.cells.push(Vec::new());
+                fleet.hosts.len() - 1
+            });
+            let row = &mut fleet.cells[host];
+            if row.len() <= command {
+                row.resize(command + 1, None);
+            }
+            row[command].get_or_insert(record);
+        }
+        fleet
+    }
+
+    /// The record of host `host` for command `command` (both positions), if one was collected.
+    pub(crate) fn record(&self, host: usize, command: usize) -> Option<&'a Record> {
+        self.cells.get(host)?.get(command).copied().flatten()
+    }
+
+    /// The parser of command `command` (a position in `commands`).
+    pub(crate) fn parser(&self, command: usize) -> &'a Parser {
+        self.parsers.get(command).copied().unwrap_or(DEFAULT_PARSER)
+    }
+
+    /// One empty report per host, in `hosts` order.
+    pub(crate) fn empty_reports(&self) -> Vec<HostReport> {
+        self.hosts
+            .iter()
+            .map(|host| HostReport {
+                target: host.to_string(),
+                score: 0.0,
+                commands: Vec::with_capacity(self.commands.len()),
+            })
+            .collect()
+    }
+}
+
+/// `record` when its collection succeeded, else why it cannot be compared.
+pub(crate) fn usable<'a>(record: Option<&'a Record>, command: &str) -> Result<&'a Record, String> {
+    match record {
+        None => Err(format!("no record was collected for command {command}")),
+        Some(record) if record.status == RecordStatus::Ok => Ok(record),
+        Some(record) => Err(failure(record)),
+    }
+}
+
+/// A one-line account of a failed collection: `collection failed: exit 1: <stderr's first line>`.
+pub(crate) fn failure(record: &Record) -> String {
+    let what = match (record.status, record.exit_code) {
+        (RecordStatus::Ok, _) => "collection succeeded".to_string(),
+        (RecordStatus::Failed, Some(code)) => format!("collection failed: exit {code}"),
+        (RecordStatus::Failed, None) => "collection failed".to_string(),
+        (RecordStatus::Timeout, _) => "collection timed out".to_string(),
+        (RecordStatus::Error, _) => "collection error".to_string(),
+    };
+    match record
+        .stderr
+        .lines()
+        .map(str::trim)
+        .find(|line| !line.is_empty())
+    {
+        Some(line) => format!("{what}: {}", excerpt(line)),
+        None => what,
+    }
+}
+
+/// At most [`MAX_EXCERPT_CHARS`] characters of `line`.
+fn excerpt(line: &str) -> &str {
+    match line.char_indices().nth(MAX_EXCERPT_CHARS) {
+        Some((end, _)) => &line[..end],
+        None => line,
+    }
+}
+
+/// A command that could not be compared: its error and `score`.
+pub(crate) fn error_diff(command: &str, error: String, score: f64) -> CommandDiff {
+    CommandDiff {
+        command: command.to_string(),
+        score,
+        error: Some(error),
+        ..CommandDiff::default()
+    }
+}
+
+/// Sum the command scores into each host's score, then rank: highest score first, then by id.
+pub(crate) fn finish(hosts: &mut [HostReport]) {
+    for host in hosts.iter_mut() {
+        host.score = round4(host.commands.iter().map(|c| c.score).sum());
+    }
+    hosts.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then_with(|| a.target.cmp(&b.target))
+    });
+}
+
+/// `x` rounded to 4 decimals, so reports stay stable across summation orders.
+pub(crate) fn round4(x: f64) -> f64 {
+    (x * 10_000.0).round() / 10_000.0
+}
+
+/// `items`, sorted, as a short list for a warning: `a, b, c and 4 more`.
+pub(crate) fn some_of(mut items: Vec<String>) -> String {
+    const SHOWN: usize = 3;
+    items.sort();
+    let more = items.len().saturating_sub(SHOWN);
+    items.truncate(SHOWN);
+    let mut text = items.join(", ");
+    if more > 0 {
+        text.push_str(&format!(" and {more} more"));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_read_in_one_line() {
+        let mut record = Record::new("h", "c", RecordStatus::Failed, String::new());
+        record.exit_code = Some(1);
+        record.stderr = "\n  ps: not found  \nmore".into();
+        assert_eq!(failure(&record), "collection failed: exit 1: ps: not found");
+        record.status = RecordStatus::Timeout;
+        record.stderr = String::new();
+        assert_eq!(failure(&record), "collection timed out");
+        record.stderr = "é".repeat(500);
+        assert_eq!(
+            failure(&record).chars().count(),
+            "collection timed out: ".len() + 200
+        );
+    }
+
+    #[test]
+    fn ranking_is_by_score_then_id() {
+        let host = |target: &str, score| HostReport {
+            target: target.into(),
+            commands: vec![CommandDiff {
+                score,
+                ..CommandDiff::default()
+            }],
+            ..HostReport::default()
+        };
+        let mut hosts = vec![
+            host("b", 1.0),
+            host("c", 2.0),
+            host("a", 1.0),
+            host("d", 0.0),
+        ];
+        finish(&mut hosts);
+        let order: Vec<&str> = hosts.iter().map(|h| h.target.as_str()).collect();
+        assert_eq!(order, ["c", "a", "b", "d"]);
+    }
+}

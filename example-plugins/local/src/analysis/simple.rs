@@ -1,0 +1,282 @@
+//! The Analysis component `local-simple`: every host against the saved baseline.
+//!
+//! For each host and command, `added` holds the distinct rows the host has and the baseline record
+//! of that command lacks, `removed` the reverse, both sorted; the command's score is how many rows
+//! differ. A command that cannot be compared (its collection failed, or the baseline has no
+//! usable record of it) scores 1 and says why in `error`.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use diffy_plugin_api::anyhow::bail;
+use diffy_plugin_api::{
+    Analysis, AnalysisInput, CommandDiff, Component, Record, RecordStatus, Report, Result,
+};
+use serde::Deserialize;
+
+use super::rows::{RowNormaliser, default_ignored_columns, ignore_columns_option};
+use super::{Fleet, error_diff, failure, finish, some_of, usable};
+
+/// The slug, also the report's `analysis`.
+const NAME: &str = "local-simple";
+
+/// The score of a command that could not be compared.
+const UNCOMPARABLE_SCORE: f64 = 1.0;
+
+/// The options of `local-simple`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Options {
+    #[serde(default = "default_ignored_columns")]
+    pub(crate) ignore_columns: Vec<String>,
+}
+
+/// `local-simple`: rows added and removed against the baseline.
+pub(crate) struct LocalSimple {
+    rows: RowNormaliser,
+}
+
+impl LocalSimple {
+    pub(crate) fn component() -> Component {
+        Component::named(
+            NAME,
+            "Rows added and removed on each host, against a saved baseline",
+        )
+        .description(
+            "Compares each host's output of each command with the baseline's record of that \
+                 command, as sets of distinct rows (a row is its columns, less ignore_columns, \
+                 joined by single spaces). A command scores one point per row added or removed, \
+                 and 1 when it cannot be compared (failed collection, no baseline); a host scores \
+                 the sum. Every host is listed, highest score first; 0 means identical.",
+        )
+        .option(ignore_columns_option())
+        .uses_baseline(true)
+    }
+
+    pub(crate) fn new(options: Options) -> Result<Self> {
+        Ok(LocalSimple {
+            rows: RowNormaliser::new(&options.ignore_columns),
+        })
+    }
+}
+
+impl Analysis for LocalSimple {
+    fn run(&self, input: AnalysisInput, _incident: Option<&str>) -> Result<Report> {
+        let Some(baseline) = &input.baseline else {
+            bail!("{NAME} needs a baseline: save one first with `diffy new baseline <KEY>`");
+        };
+        // The baseline holds one record per command; should it hold more, the first one counts.
+        let mut baseline_of: HashMap<&str, &Record> = HashMap::new();
+        for record in baseline {
+            baseline_of.entry(record.command.as_str()).or_insert(record);
+        }
+        let fleet = Fleet::new(&input);
+        let mut hosts = fleet.empty_reports();
+        let mut uncompared = 0;
+        let mut without_baseline = Vec::new();
+        for (command, &id) in fleet.commands.iter().enumerate() {
+            let parser = fleet.parser(command);
+            // The baseline's rows, or why there are none.
+            let reference = match baseline_of.get(id) {
+                None => {
+                    without_baseline.push(id.to_string());
+                    Err(format!("no baseline for command {id}"))
+                }
+                Some(record) if record.status != RecordStatus::Ok => Err(format!(
+                    "the baseline of command {id} failed: {}",
+                    failure(record)
+                )),
+                Some(record) => Ok(self.rows.distinct_rows(parser, &record.stdout)),
+            };
+            for (host, report) in hosts.iter_mut().enumerate() {
+                let diff = match (usable(fleet.record(host, command), id), &reference) {
+                    (Err(error), _) => {
+                        uncompared += 1;
+                        error_diff(id, error, UNCOMPARABLE_SCORE)
+                    }
+                    (Ok(_), Err(error)) => error_diff(id, error.clone(), UNCOMPARABLE_SCORE),
+                    (Ok(record), Ok(reference)) => {
+                        let rows = self.rows.distinct_rows(parser, &record.stdout);
+                        let added = difference(&rows, reference);
+                        let removed = difference(reference, &rows);
+                        CommandDiff {
+                            command: id.to_string(),
+                            score: (added.len() + removed.len()) as f64,
+                            added,
+                            removed,
+                            error: None,
+                        }
+                    }
+                };
+                report.commands.push(diff);
+            }
+        }
+        finish(&mut hosts);
+        let mut warnings = Vec::new();
+        if !without_baseline.is_empty() {
+            warnings.push(format!(
+                "the baseline has no record of {}: those commands were not compared",
+                some_of(without_baseline)
+            ));
+        }
+        if uncompared > 0 {
+            warnings.push(format!(
+                "{uncompared} record(s) could not be compared because their collection failed \
+                 (see each command's error)"
+            ));
+        }
+        Ok(Report {
+            analysis: NAME.to_string(),
+            warnings,
+            hosts,
+        })
+    }
+}
+
+/// The rows of `left` that are not in `right`; both are sorted and distinct.
+fn difference(left: &[Cow<'_, str>], right: &[Cow<'_, str>]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut right = right.iter().peekable();
+    for row in left {
+        while right
+            .next_if(|other| other.as_ref() < row.as_ref())
+            .is_some()
+        {}
+        if right
+            .peek()
+            .is_none_or(|other| other.as_ref() != row.as_ref())
+        {
+            out.push(row.to_string());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use diffy_plugin_api::{Command, Parser};
+
+    use super::*;
+
+    fn ps_command() -> Command {
+        Command::new("processes", "ps").parse(Parser::Columns {
+            header: true,
+            separator: None,
+            max_columns: Some(5),
+        })
+    }
+
+    fn record(target: &str, command: &str, stdout: &str) -> Record {
+        Record::new(target, command, RecordStatus::Ok, stdout.to_string())
+    }
+
+    const PS: &str =
+        "USER PID PPID COMMAND COMMAND\nroot 1 0 init /sbin/init\nroot 50 1 sshd sshd -D\n";
+
+    fn analyse(records: Vec<Record>, baseline: Vec<Record>) -> Report {
+        let simple = LocalSimple::new(Options {
+            ignore_columns: default_ignored_columns(),
+        })
+        .unwrap();
+        let input = AnalysisInput {
+            commands: vec![ps_command(), Command::new("modules", "lsmod")],
+            records,
+            baseline: Some(baseline),
+        };
+        simple.run(input, None).unwrap()
+    }
+
+    #[test]
+    fn identical_data_has_no_differences() {
+        let data = vec![
+            record("web-1", "processes", PS),
+            record("web-1", "modules", "ext4\nxfs\n"),
+        ];
+        let report = analyse(data.clone(), data);
+        assert!(!report.has_differences(), "{report:?}");
+        assert_eq!(report.analysis, "local-simple");
+        assert_eq!(report.hosts.len(), 1);
+        assert_eq!(report.hosts[0].score, 0.0);
+        assert!(report.warnings.is_empty());
+    }
+
+    #[test]
+    fn added_and_removed_rows_are_reported() {
+        let baseline = vec![
+            record("web-1", "processes", PS),
+            record("web-1", "modules", "ext4\nxfs\n"),
+        ];
+        // Other pids and alignment do not matter; a new process and a missing module do.
+        let changed = "USER   PID PPID COMMAND COMMAND\nroot 7 0 init /sbin/init\n\
+                       root 51 1 sshd sshd -D\nwww 66 1 nc nc -l -p 4444\n";
+        let records = vec![
+            record("web-1", "processes", PS),
+            record("web-1", "modules", "ext4\nxfs\n"),
+            record("web-2", "processes", changed),
+            record("web-2", "modules", "ext4\n"),
+        ];
+        let report = analyse(records, baseline);
+        assert!(report.has_differences());
+        let top = &report.hosts[0];
+        assert_eq!(top.target, "web-2");
+        assert_eq!(top.score, 2.0);
+        assert_eq!(top.commands[0].added, ["www nc nc -l -p 4444"]);
+        assert!(top.commands[0].removed.is_empty());
+        assert_eq!(top.commands[1].removed, ["xfs"]);
+        assert_eq!(report.hosts[1].target, "web-1");
+        assert_eq!(report.hosts[1].score, 0.0);
+    }
+
+    #[test]
+    fn failures_and_missing_baselines_are_errors() {
+        let mut failed = record("web-1", "processes", "");
+        failed.status = RecordStatus::Failed;
+        failed.exit_code = Some(1);
+        failed.stderr = "ps: command not found\n".into();
+        let records = vec![failed, record("web-1", "modules", "ext4\n")];
+        let baseline = vec![record("base", "processes", PS)];
+        let report = analyse(records, baseline);
+        let host = &report.hosts[0];
+        assert_eq!(host.score, 2.0);
+        assert_eq!(
+            host.commands[0].error.as_deref(),
+            Some("collection failed: exit 1: ps: command not found")
+        );
+        assert_eq!(
+            host.commands[1].error.as_deref(),
+            Some("no baseline for command modules")
+        );
+        assert_eq!(report.warnings.len(), 2);
+    }
+
+    #[test]
+    fn without_a_baseline_it_refuses() {
+        let simple = LocalSimple::new(Options {
+            ignore_columns: Vec::new(),
+        })
+        .unwrap();
+        let input = AnalysisInput {
+            commands: Vec::new(),
+            records: Vec::new(),
+            baseline: None,
+        };
+        assert!(
+            simple
+                .run(input, None)
+                .unwrap_err()
+                .to_string()
+                .contains("baseline")
+        );
+    }
+
+    #[test]
+    fn difference_of_sorted_sets() {
+        let set =
+            |rows: &[&'static str]| rows.iter().map(|r| Cow::Borrowed(*r)).collect::<Vec<_>>();
+        assert_eq!(
+            difference(&set(&["a", "b", "d"]), &set(&["b", "c"])),
+            ["a", "d"]
+        );
+        assert!(difference(&set(&[]), &set(&["x"])).is_empty());
+    }
+}
