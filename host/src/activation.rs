@@ -48,8 +48,9 @@ impl Activator {
 
     /// The single plugin that declares the component, or why there is none.
     pub fn owner(&mut self, kind: ComponentKind, name: &str) -> Result<KnownPlugin> {
-        if self.catalog.is_none()
-            && let Some(owners) = manifest_cache::lookup(&self.settings, kind, name)
+        if kind == ComponentKind::CliCommand
+            && self.catalog.is_none()
+            && let Some(owners) = manifest_cache::lookup_namespace(&self.settings, name)
             && !owners.is_empty()
         {
             tracing::debug!(component = %format!("{kind} {name}"), "owner found in the manifest cache");

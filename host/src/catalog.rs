@@ -126,6 +126,16 @@ impl Catalog {
     /// Read the registry and the manifest cache, refresh stale entries (one load each), and save
     /// the cache back when every source is enabled.
     pub fn build(settings: &Settings) -> Result<Catalog> {
+        if settings.user_plugins
+            && settings.bundled_plugins
+            && let Some(plugins) = manifest_cache::read_fresh(settings)
+            && plugins.iter().all(|p| match p.stamp {
+                Some(stamp) => Stamp::of(&p.library) == Some(stamp),
+                None => p.error.is_some() || p.library.is_file(),
+            })
+        {
+            return Ok(Catalog { plugins });
+        }
         let registry = if settings.user_plugins {
             Registry::read(&settings.registry_file())?
         } else {

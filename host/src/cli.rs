@@ -72,9 +72,9 @@ pub enum Commands {
 /// `diffy plugin …`
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
-    /// Install a plugin library (or the one library in a directory)
+    /// Install a plugin library (or the one library in a directory, or a packaged .tar.gz)
     Install {
-        /// The library, or a directory holding one
+        /// The library, a directory holding one, or an archive made by 'diffy plugin package'
         path: PathBuf,
         /// Use the library where it is (for plugin development) instead of copying it
         #[arg(long)]
@@ -101,7 +101,7 @@ pub enum PluginCommand {
     Update {
         /// The plugin's name
         name: String,
-        /// The new library, or a directory holding it
+        /// The new library, a directory holding it, or an archive
         path: PathBuf,
     },
     /// Remove a plugin (and its files, if it was copied in)
@@ -109,10 +109,31 @@ pub enum PluginCommand {
         /// The plugin's name
         name: String,
     },
-    /// Load and validate a library without installing it
+    /// Load and validate a library (or a packaged .tar.gz) without installing it
     Check {
-        /// The library, or a directory holding one
+        /// The library, a directory holding one, or an archive made by 'diffy plugin package'
         path: PathBuf,
+    },
+    /// Create a new plugin crate that builds and passes its tests as generated
+    New {
+        /// The plugin's name: 'diffy-' or 'diffy_' then lowercase letters, digits, '-' or '_'
+        name: String,
+        /// Where to create the crate [default: ./NAME]
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Depend on a local diffy-plugin-api crate by path (and on the plugin-harness beside it)
+        /// instead of by version
+        #[arg(long, value_name = "PATH")]
+        api_path: Option<PathBuf>,
+    },
+    /// Package a plugin as <name>-<version>-<target>.tar.gz for 'diffy plugin install'
+    Package {
+        /// The plugin's crate directory (built with 'cargo build --release'), or a library
+        #[arg(default_value = ".")]
+        path: PathBuf,
+        /// Where to write the archive
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        out: PathBuf,
     },
 }
 
@@ -152,6 +173,9 @@ pub struct PluginChoices {
     /// Seconds one target's collection may take before it is recorded as timed out
     #[arg(long, value_name = "SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     pub target_timeout: u64,
+    /// Seconds any other component call may take before the run fails
+    #[arg(long, value_name = "SECS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub component_timeout: u64,
 }
 
 /// `diffy new …`

@@ -17,6 +17,7 @@ use crate::config::{
 };
 use crate::error::{Error, IoContext, Result};
 use crate::loader::{self, Expectation};
+use crate::package;
 use crate::registry::{self, InstallationType, Registry, RegistryEntry, installed_dir};
 
 /// How to install.
@@ -100,6 +101,14 @@ pub fn find_library(path: &Path) -> Result<PathBuf> {
 
 /// Load and validate a library without installing it.
 pub fn check(path: &Path) -> Result<CheckReport> {
+    if package::is_archive(path) {
+        let staged = package::extract(path)?;
+        let report = staged.attribute(check(&staged.library))?;
+        return Ok(CheckReport {
+            library: path.to_path_buf(),
+            ..report
+        });
+    }
     let library = find_library(path)?;
     let bytes = fs::read(&library).with_path("read", &library)?;
     let sha256 = sha256_hex(&bytes);
@@ -119,6 +128,20 @@ pub fn install(
     path: &Path,
     options: InstallOptions,
 ) -> Result<InstallOutcome> {
+    if package::is_archive(path) {
+        if options.link {
+            return Err(Error::Usage(format!(
+                "{} is a plugin archive; --link uses a library in place, so install the archive \
+                 without --link",
+                path.display()
+            )));
+        }
+        // Verified and unpacked into a temporary directory, removed on every path out.
+        let staged = package::extract(path)?;
+        let outcome = staged.attribute(copy_in(settings, &staged.library, None, options.force))?;
+        refresh_cache(settings);
+        return Ok(outcome);
+    }
     let library = find_library(path)?;
     let outcome = if options.link {
         link(settings, &library)?
@@ -131,6 +154,12 @@ pub fn install(
 
 /// Replace the installed plugin `name` with the build at `path`.
 pub fn update(settings: &Settings, name: &str, path: &Path) -> Result<InstallOutcome> {
+    if package::is_archive(path) {
+        let staged = package::extract(path)?;
+        let outcome = staged.attribute(copy_in(settings, &staged.library, Some(name), true))?;
+        refresh_cache(settings);
+        return Ok(outcome);
+    }
     let library = find_library(path)?;
     let outcome = copy_in(settings, &library, Some(name), true)?;
     refresh_cache(settings);
@@ -155,13 +184,74 @@ pub fn uninstall(settings: &Settings, name: &str) -> Result<RegistryEntry> {
         Ok(removed)
     })?;
     if removed.installation_type == InstallationType::Installed {
-        let dir = settings.plugins_dir().join(&removed.name);
-        if dir.exists() {
-            fs::remove_dir_all(&dir).with_path("remove", &dir)?;
-        }
+        // Only now that no entry points at the files: a crash before this line leaves files the
+        // next operation (or `plugin list`) removes, never an entry without its library.
+        remove_unreferenced(settings)?;
     }
     refresh_cache(settings);
     Ok(removed)
+}
+
+/// Remove what interrupted operations left in the plugins directory: staging directories and
+/// installed versions no registry entry points at. The caller holds the registry lock.
+fn remove_leftovers(settings: &Settings, registry: &Registry) -> Result<Vec<PathBuf>> {
+    let plugins_dir = settings.plugins_dir();
+    let Ok(entries) = fs::read_dir(&plugins_dir) else {
+        return Ok(Vec::new());
+    };
+    let in_use: std::collections::HashSet<PathBuf> = registry
+        .entries
+        .iter()
+        .filter(|e| e.installation_type == InstallationType::Installed)
+        .map(|e| {
+            installed_dir(
+                &settings.config_dir,
+                &e.name,
+                e.version.as_deref().unwrap_or_default(),
+            )
+        })
+        .collect();
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(".staging-") {
+            fs::remove_dir_all(&path).with_path("remove", &path)?;
+            removed.push(path);
+            continue;
+        }
+        if !path.is_dir() {
+            continue;
+        }
+        for version in fs::read_dir(&path).with_path("read", &path)?.flatten() {
+            let version_dir = version.path();
+            if !in_use.contains(&version_dir) {
+                fs::remove_dir_all(&version_dir).with_path("remove", &version_dir)?;
+                removed.push(version_dir);
+            }
+        }
+        if fs::read_dir(&path).is_ok_and(|mut d| d.next().is_none()) {
+            fs::remove_dir(&path).with_path("remove", &path)?;
+        }
+    }
+    Ok(removed)
+}
+
+/// Under a fresh lock, remove installed files the registry no longer points at.
+fn remove_unreferenced(settings: &Settings) -> Result<()> {
+    let _lock = registry::RegistryLock::acquire(&settings.config_dir)?;
+    let registry = Registry::read(&settings.registry_file())?;
+    remove_leftovers(settings, &registry).map(drop)
+}
+
+/// For `plugin list`: remove leftovers of interrupted operations if no other `diffy plugin`
+/// command is running (never waits for one). Returns what was removed.
+pub fn tidy(settings: &Settings) -> Result<Vec<PathBuf>> {
+    let Some(_lock) = registry::RegistryLock::try_acquire(&settings.config_dir)? else {
+        return Ok(Vec::new());
+    };
+    let registry = Registry::read(&settings.registry_file())?;
+    remove_leftovers(settings, &registry)
 }
 
 fn refresh_cache(settings: &Settings) {
@@ -264,6 +354,7 @@ fn copy_in(
     let plugins_dir = settings.plugins_dir();
     let mut old_version_dir = None;
     let outcome = registry::modify(&settings.config_dir, |registry| {
+        remove_leftovers(settings, registry)?;
         fs::create_dir_all(&plugins_dir).with_path("create", &plugins_dir)?;
         let staging = tempfile::Builder::new()
             .prefix(".staging-")
@@ -325,14 +416,28 @@ fn copy_in(
             manifest_json.as_bytes(),
         )?;
         let target = installed_dir(&settings.config_dir, &name, &version);
-        if target.exists() {
-            fs::remove_dir_all(&target).with_path("remove", &target)?;
-        }
         let parent = target.parent().expect("installed dirs have a parent");
-        fs::create_dir_all(parent).with_path("create", parent)?;
-        let staging_path = staging.keep();
-        fs::rename(&staging_path, &target).with_path("move into place", &staging_path)?;
-        registry::sync_dir(parent)?;
+        let registered_here =
+            existing.as_ref().and_then(|e| e.version.as_deref()) == Some(&version);
+        if registered_here && target.exists() {
+            // Reinstalling the registered version (--force): the directory is in use, so replace
+            // its files one by one, each atomically. Until the registry records the new digest a
+            // crash leaves a library whose digest does not match, which is refused, never loaded.
+            for file in [library_file_name(&name), "manifest.json".to_string()] {
+                let (from, to) = (staging.path().join(&file), target.join(&file));
+                fs::rename(&from, &to).with_path("replace", &to)?;
+            }
+            registry::sync_dir(&target)?;
+        } else {
+            if target.exists() {
+                // Not registered: the remains of an interrupted install.
+                fs::remove_dir_all(&target).with_path("remove", &target)?;
+            }
+            fs::create_dir_all(parent).with_path("create", parent)?;
+            let staging_path = staging.keep();
+            fs::rename(&staging_path, &target).with_path("move into place", &staging_path)?;
+            registry::sync_dir(parent)?;
+        }
 
         let library = target.join(library_file_name(&name));
         let entry = RegistryEntry {
@@ -369,18 +474,8 @@ fn copy_in(
             },
         })
     })?;
-    if let Some(dir) = old_version_dir {
-        // Only after the registry no longer points at the old version, and only if no other
-        // process has registered it again meanwhile.
-        let _lock = registry::RegistryLock::acquire(&settings.config_dir)?;
-        let registry = Registry::read(&settings.registry_file())?;
-        let still_used = registry.entries.iter().any(|e| {
-            e.installation_type == InstallationType::Installed
-                && e.library_path(&settings.config_dir).starts_with(&dir)
-        });
-        if !still_used && dir.exists() {
-            fs::remove_dir_all(&dir).with_path("remove", &dir)?;
-        }
+    if old_version_dir.is_some() {
+        remove_unreferenced(settings)?;
     }
     Ok(outcome)
 }

@@ -3,8 +3,9 @@
 //! Layers, from the bottom up: [`config`] (where files live), [`registry`] (`plugins.json`),
 //! [`loader`] (the only module with `unsafe` and FFI: opening libraries, calling plugins),
 //! [`manifest_cache`] and [`catalog`] (what is known without opening libraries), [`activation`]
-//! (load and activate only what a command needs), [`install`] (the plugin manager's operations)
-//! and [`workflow`] (Diffy's baseline and analysis jobs). Nothing here parses argv or prints; the
+//! (load and activate only what a command needs), [`install`] (the plugin manager's operations),
+//! [`package`] (plugin archives) and [`scaffold`] (new plugin crates) for plugin authors, and
+//! [`workflow`] (Diffy's baseline and analysis jobs). Nothing here parses argv or prints; the
 //! `diffy` binary does that.
 
 pub mod activation;
@@ -14,7 +15,9 @@ pub mod error;
 pub mod install;
 pub mod loader;
 pub mod manifest_cache;
+pub mod package;
 pub mod registry;
+pub mod scaffold;
 pub mod workflow;
 
 pub use error::{Error, Result};

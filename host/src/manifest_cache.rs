@@ -1,13 +1,14 @@
-//! The manifest cache: `<config dir>/cache/manifests-v1.txt`.
+//! The manifest cache: `<config dir>/cache/manifests-v1.txt` and its namespace index
+//! `namespaces-v1.txt`.
 //!
 //! It lets commands that need no plugin open none, and lets `diffy <namespace>` find the owning
-//! plugin without parsing the registry or every manifest, whatever the number of plugins. The
-//! format is line-oriented so that a lookup reads one file and parses one JSON line:
+//! plugin without parsing the registry or any manifest, whatever the number of plugins. Both files
+//! are line-oriented so that a lookup parses only the lines it needs:
 //!
 //! ```text
-//! diffy-manifest-cache v1 <fingerprint>
-//! c <kind> <component name> <plugin name>        one line per declared component
-//! p <plugin name> <KnownPlugin as JSON>           one line per plugin
+//! manifests-v1.txt                                namespaces-v1.txt
+//! diffy-manifest-cache v1 <fingerprint>           diffy-manifest-cache v1 <fingerprint>
+//! p <plugin name> <KnownPlugin as JSON>           n <namespace> <KnownPlugin without manifest>
 //! ```
 //!
 //! Fields are tab-separated. The fingerprint covers the host version, the registry file's identity
@@ -27,6 +28,7 @@ use crate::config::{BUNDLED_PLUGINS, HOST_VERSION, Settings};
 
 const HEADER: &str = "diffy-manifest-cache v1";
 const FILE_NAME: &str = "manifests-v1.txt";
+const NAMESPACES_FILE: &str = "namespaces-v1.txt";
 
 /// A library's size and modification time, to notice that it was rebuilt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,17 +86,6 @@ fn cache_file(settings: &Settings) -> std::path::PathBuf {
 pub fn write(settings: &Settings, catalog: &Catalog) {
     let mut text = format!("{HEADER} {}\n", fingerprint(settings));
     for plugin in &catalog.plugins {
-        if let Some(manifest) = &plugin.manifest {
-            for component in &manifest.components {
-                let _ = writeln!(
-                    text,
-                    "c\t{}\t{}\t{}",
-                    component.kind, component.name, plugin.name
-                );
-            }
-        }
-    }
-    for plugin in &catalog.plugins {
         match serde_json::to_string(plugin) {
             Ok(json) => {
                 let _ = writeln!(text, "p\t{}\t{json}", plugin.name);
@@ -102,13 +93,55 @@ pub fn write(settings: &Settings, catalog: &Catalog) {
             Err(e) => tracing::debug!("cannot cache {}: {e}", plugin.name),
         }
     }
-    let path = cache_file(settings);
-    if std::fs::read_to_string(&path).is_ok_and(|old| old == text) {
+    write_if_changed(&cache_file(settings), &text);
+
+    // The namespace index: what `diffy <namespace>` needs, without any manifest.
+    let mut index = format!("{HEADER} {}\n", fingerprint(settings));
+    for plugin in &catalog.plugins {
+        let Some(manifest) = &plugin.manifest else {
+            continue;
+        };
+        let compact = KnownPlugin {
+            manifest: None,
+            ..plugin.clone()
+        };
+        let Ok(json) = serde_json::to_string(&compact) else {
+            continue;
+        };
+        for component in manifest
+            .components
+            .iter()
+            .filter(|c| c.kind == ComponentKind::CliCommand)
+        {
+            let _ = writeln!(index, "n\t{}\t{json}", component.name);
+        }
+    }
+    write_if_changed(&settings.cache_dir().join(NAMESPACES_FILE), &index);
+}
+
+fn write_if_changed(path: &std::path::Path, text: &str) {
+    if std::fs::read_to_string(path).is_ok_and(|old| old == text) {
         return;
     }
-    if let Err(e) = crate::registry::write_atomically(&path, text.as_bytes()) {
+    if let Err(e) = crate::registry::write_atomically(path, text.as_bytes()) {
         tracing::debug!("cannot write the manifest cache: {e}");
     }
+}
+
+/// Every plugin in the cache, in order, if the cache is fresh (its fingerprint matches).
+pub fn read_fresh(settings: &Settings) -> Option<Vec<KnownPlugin>> {
+    let text = std::fs::read_to_string(cache_file(settings)).ok()?;
+    let (header, body) = text.split_once('\n')?;
+    if header.strip_prefix(HEADER)?.trim() != fingerprint(settings) {
+        return None;
+    }
+    body.lines()
+        .filter_map(|line| line.strip_prefix("p\t"))
+        .map(|rest| {
+            let (_, json) = rest.split_once('\t')?;
+            serde_json::from_str::<KnownPlugin>(json).ok()
+        })
+        .collect()
 }
 
 /// Every plugin in the cache, fresh or not, by name (for reuse while rebuilding).
@@ -127,29 +160,25 @@ pub fn read_plugins(settings: &Settings) -> HashMap<String, KnownPlugin> {
         .collect()
 }
 
-/// The fast path: the plugins that own component `kind`/`name`, from a fresh cache, without
-/// reading the registry. `None` when the cache is missing or stale, or a path or bundled owner's
-/// library changed since it was cached; the caller then builds the [`Catalog`].
-pub fn lookup(settings: &Settings, kind: ComponentKind, name: &str) -> Option<Vec<KnownPlugin>> {
+/// The fast path of `diffy <namespace>`: the plugins that own CLI namespace `name`, read from the
+/// namespace index of a fresh cache, without reading the registry or any manifest. The entries
+/// carry no manifest. `None` when the cache is missing or stale, or an owner's library (path or
+/// bundled) changed since it was cached; the caller then builds the [`Catalog`].
+pub fn lookup_namespace(settings: &Settings, name: &str) -> Option<Vec<KnownPlugin>> {
     if !(settings.user_plugins && settings.bundled_plugins) {
         return None;
     }
-    let text = std::fs::read_to_string(cache_file(settings)).ok()?;
+    let text = std::fs::read_to_string(settings.cache_dir().join(NAMESPACES_FILE)).ok()?;
     let (header, body) = text.split_once('\n')?;
     if header.strip_prefix(HEADER)?.trim() != fingerprint(settings) {
         return None;
     }
-    let component_prefix = format!("c\t{kind}\t{name}\t");
-    let owner_names: Vec<&str> = body
+    let prefix = format!("n\t{name}\t");
+    let mut owners = Vec::new();
+    for json in body
         .lines()
-        .filter_map(|line| line.strip_prefix(component_prefix.as_str()))
-        .collect();
-    let mut owners = Vec::with_capacity(owner_names.len());
-    for owner in owner_names {
-        let plugin_prefix = format!("p\t{owner}\t");
-        let json = body
-            .lines()
-            .find_map(|line| line.strip_prefix(plugin_prefix.as_str()))?;
+        .filter_map(|line| line.strip_prefix(prefix.as_str()))
+    {
         let plugin: KnownPlugin = serde_json::from_str(json).ok()?;
         if plugin.stamp.is_some() && Stamp::of(&plugin.library) != plugin.stamp {
             return None;

@@ -111,7 +111,7 @@ impl Registry {
         let Value::Object(mut top) = document else {
             return Err(fault("the top level is not a JSON object".into()));
         };
-        match top.remove("plugins_config_version") {
+        match top.shift_remove("plugins_config_version") {
             Some(Value::String(v)) if v == CONFIG_VERSION => {}
             Some(other) => {
                 return Err(fault(format!(
@@ -120,7 +120,7 @@ impl Registry {
             }
             None => return Err(fault("missing plugins_config_version".into())),
         }
-        let raw_entries = match top.remove("plugins") {
+        let raw_entries = match top.shift_remove("plugins") {
             Some(Value::Array(entries)) => entries,
             Some(_) => return Err(fault("\"plugins\" is not an array".into())),
             None => return Err(fault("missing \"plugins\" array".into())),
@@ -174,7 +174,7 @@ fn parse_entry(raw: Value) -> std::result::Result<RegistryEntry, String> {
         return Err("not a JSON object".into());
     };
     let mut take_string = |key: &str| -> std::result::Result<Option<String>, String> {
-        match map.remove(key) {
+        match map.shift_remove(key) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
             Some(other) => Err(format!("\"{key}\" must be a string, not {other}")),
@@ -255,6 +255,22 @@ pub struct RegistryLock {
 impl RegistryLock {
     /// Block until the lock is ours. Creates the configuration directory if needed.
     pub fn acquire(config_dir: &Path) -> Result<RegistryLock> {
+        let (file, path) = Self::open(config_dir)?;
+        file.lock().with_path("lock", &path)?;
+        Ok(RegistryLock { _file: file })
+    }
+
+    /// Take the lock if nobody holds it; `None` if another process does.
+    pub fn try_acquire(config_dir: &Path) -> Result<Option<RegistryLock>> {
+        let (file, path) = Self::open(config_dir)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(RegistryLock { _file: file })),
+            Err(fs::TryLockError::WouldBlock) => Ok(None),
+            Err(fs::TryLockError::Error(e)) => Err(Error::io("lock", &path, e)),
+        }
+    }
+
+    fn open(config_dir: &Path) -> Result<(File, PathBuf)> {
         fs::create_dir_all(config_dir).with_path("create", config_dir)?;
         let path = config_dir.join("plugins.json.lock");
         let file = OpenOptions::new()
@@ -263,8 +279,7 @@ impl RegistryLock {
             .write(true)
             .open(&path)
             .with_path("open", &path)?;
-        file.lock().with_path("lock", &path)?;
-        Ok(RegistryLock { _file: file })
+        Ok((file, path))
     }
 }
 

@@ -23,9 +23,7 @@ use serde_json::{Map, Value};
 
 use crate::activation::Activator;
 use crate::error::{Error, Result};
-use crate::loader::{
-    AnalysisHandle, CollectionHandle, PayloadHandle, PersistenceHandle, TargetHandle,
-};
+use crate::loader::{CollectionHandle, Label, PayloadHandle, PersistenceHandle, TargetHandle};
 
 /// The slugs of the five components a run uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +68,8 @@ pub struct RunOptions {
     pub target_timeout: Duration,
     /// Analysis: the baseline to compare against (default: the target key).
     pub baseline_key: Option<String>,
+    /// How long any other component call may take.
+    pub component_timeout: Duration,
 }
 
 impl Default for RunOptions {
@@ -81,6 +81,7 @@ impl Default for RunOptions {
             jobs: 8,
             target_timeout: Duration::from_secs(300),
             baseline_key: None,
+            component_timeout: Duration::from_secs(600),
         }
     }
 }
@@ -193,11 +194,72 @@ fn component_options(
     Ok(result)
 }
 
+type Job = Box<dyn FnOnce() + Send>;
+
+/// An activated component whose calls run on a thread of its own, so a call that never returns
+/// costs one timeout and a clear error instead of the whole run.
+struct Guarded<H> {
+    handle: Arc<H>,
+    label: Label,
+    jobs: mpsc::Sender<Job>,
+    timeout: Duration,
+}
+
+impl<H: Send + Sync + 'static> Guarded<H> {
+    fn new(label: Label, handle: H, timeout: Duration) -> Result<Self> {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name(format!("{} {}", label.kind, label.name))
+            .spawn(move || queue.into_iter().for_each(|job| job()))
+            .map_err(|e| Error::Failure(format!("cannot start a thread: {e}")))?;
+        Ok(Guarded {
+            handle: Arc::new(handle),
+            label,
+            jobs,
+            timeout,
+        })
+    }
+
+    /// Run `f` on the component's thread and wait at most the timeout for its answer.
+    fn call<T: Send + 'static>(
+        &self,
+        what: &str,
+        f: impl FnOnce(&H) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (answer, receiver) = mpsc::sync_channel(1);
+        let handle = Arc::clone(&self.handle);
+        let timed_out = || {
+            Error::Plugin(format!(
+                "plugin {} {} {} did not return from {what} within {}s",
+                self.label.plugin,
+                self.label.kind,
+                self.label.name,
+                self.timeout.as_secs_f64()
+            ))
+        };
+        self.jobs
+            .send(Box::new(move || {
+                let _ = answer.send(f(&handle));
+            }))
+            .map_err(|_| timed_out())?;
+        receiver
+            .recv_timeout(self.timeout)
+            .map_err(|_| timed_out())?
+    }
+
+    fn malformed(&self, fault: String) -> Error {
+        Error::Plugin(format!(
+            "plugin {} returned a malformed document from {} {}: {fault}",
+            self.label.plugin, self.label.kind, self.label.name
+        ))
+    }
+}
+
 struct Components {
-    target: TargetHandle,
-    payload: PayloadHandle,
+    target: Guarded<TargetHandle>,
+    payload: Guarded<PayloadHandle>,
     collection: Arc<CollectionHandle>,
-    persistence: PersistenceHandle,
+    persistence: Guarded<PersistenceHandle>,
 }
 
 /// Validate every option first, then activate the four components every job uses.
@@ -221,11 +283,16 @@ fn activate_pipeline(
         activator.resolve_options(*kind, slug, given)?;
     }
     let analysis_options = with_analysis.then(|| options.pop().expect("five components"));
+    let timeout = run.component_timeout;
+    let target = activator.activate_target(&c.target, &options[0])?;
+    let payload = activator.activate_payload(&c.payload, &options[1])?;
+    let collection = activator.activate_collection(&c.collection, &options[2])?;
+    let persistence = activator.activate_persistence(&c.persistence, &options[3])?;
     let components = Components {
-        target: activator.activate_target(&c.target, &options[0])?,
-        payload: activator.activate_payload(&c.payload, &options[1])?,
-        collection: Arc::new(activator.activate_collection(&c.collection, &options[2])?),
-        persistence: activator.activate_persistence(&c.persistence, &options[3])?,
+        target: Guarded::new(target.label.clone(), target, timeout)?,
+        payload: Guarded::new(payload.label.clone(), payload, timeout)?,
+        collection: Arc::new(collection),
+        persistence: Guarded::new(persistence.label.clone(), persistence, timeout)?,
     };
     Ok((components, analysis_options))
 }
@@ -240,13 +307,17 @@ pub fn open_persistence(
     activator.activate_persistence(slug, &options[0])
 }
 
-fn check_commands(commands: &[Command], payload: &PayloadHandle) -> Result<()> {
+fn generate_commands(
+    payload: &Guarded<PayloadHandle>,
+    incident: Option<String>,
+) -> Result<Vec<Command>> {
+    let commands = payload.call("generate", move |p| p.generate(incident.as_deref()))?;
     let mut seen = HashSet::new();
-    for command in commands {
+    for command in &commands {
         if command.id.is_empty() || !seen.insert(command.id.as_str()) {
-            return Err(Error::Plugin(format!(
-                "plugin {} payload {} returned a duplicate or empty command id {:?}; results would overwrite each other",
-                payload.label.plugin, payload.label.name, command.id
+            return Err(payload.malformed(format!(
+                "command id {:?} is empty or used twice, so results would overwrite each other",
+                command.id
             )));
         }
     }
@@ -256,15 +327,16 @@ fn check_commands(commands: &[Command], payload: &PayloadHandle) -> Result<()> {
             payload.label.name
         )));
     }
-    Ok(())
+    Ok(commands)
 }
 
 fn resolve_targets(
-    target: &TargetHandle,
+    target: &Guarded<TargetHandle>,
     key: &str,
-    incident: Option<&str>,
+    incident: Option<String>,
 ) -> Result<Vec<TargetInfo>> {
-    let targets = target.get(key, incident)?;
+    let owned_key = key.to_string();
+    let targets = target.call("get", move |t| t.get(&owned_key, incident.as_deref()))?;
     if targets.is_empty() {
         return Err(Error::Usage(format!(
             "target {} found no hosts for {key:?}",
@@ -272,13 +344,19 @@ fn resolve_targets(
         )));
     }
     let mut seen = HashSet::new();
-    if let Some(duplicate) = targets.iter().find(|t| !seen.insert(t.id.as_str())) {
-        return Err(Error::Plugin(format!(
-            "plugin {} target {} returned the target id {:?} twice",
-            target.label.plugin, target.label.name, duplicate.id
-        )));
+    for info in &targets {
+        if info.id.is_empty() {
+            return Err(target.malformed("a target has an empty id".into()));
+        }
+        if !seen.insert(info.id.as_str()) {
+            return Err(target.malformed(format!("target id {:?} appears twice", info.id)));
+        }
     }
     Ok(targets)
+}
+
+fn save(persistence: &Guarded<PersistenceHandle>, key: String, document: String) -> Result<()> {
+    persistence.call("save", move |p| p.save(&key, &document))
 }
 
 /// `diffy new baseline KEY`.
@@ -288,8 +366,7 @@ pub fn new_baseline(
     run: &RunOptions,
 ) -> Result<BaselineOutcome> {
     let (components, _) = activate_pipeline(activator, run, false)?;
-    let incident = run.incident.as_deref();
-    let targets = resolve_targets(&components.target, key, incident)?;
+    let targets = resolve_targets(&components.target, key, run.incident.clone())?;
     let targets_found = targets.len();
     let first = targets.into_iter().next().expect("checked non-empty");
     if targets_found > 1 {
@@ -298,8 +375,7 @@ pub fn new_baseline(
             first.id
         );
     }
-    let commands = components.payload.generate(incident)?;
-    check_commands(&commands, &components.payload)?;
+    let commands = generate_commands(&components.payload, run.incident.clone())?;
     let records = collect(
         &components.collection,
         std::slice::from_ref(&first),
@@ -311,7 +387,7 @@ pub fn new_baseline(
     let mut keys = Vec::with_capacity(records.len());
     for record in &records {
         let record_key = format!("{prefix}{}", key_segment(&record.command));
-        components.persistence.save(&record_key, &to_json(record))?;
+        save(&components.persistence, record_key.clone(), to_json(record))?;
         keys.push(record_key);
     }
     Ok(BaselineOutcome {
@@ -332,7 +408,6 @@ pub fn new_analysis(
     let (components, analysis_options) = activate_pipeline(activator, run, true)?;
     let analysis_options = analysis_options.expect("requested");
     let (_, declaration) = activator.declaration(ComponentKind::Analysis, &run.choices.analysis)?;
-    let incident = run.incident.as_deref();
 
     // A missing baseline is a usage error worth reporting before any collection runs.
     let baseline = if declaration.uses_baseline {
@@ -343,12 +418,11 @@ pub fn new_analysis(
     } else {
         None
     };
-    let analysis: AnalysisHandle =
-        activator.activate_analysis(&run.choices.analysis, &analysis_options)?;
+    let analysis = activator.activate_analysis(&run.choices.analysis, &analysis_options)?;
+    let analysis = Guarded::new(analysis.label.clone(), analysis, run.component_timeout)?;
 
-    let targets = resolve_targets(&components.target, key, incident)?;
-    let commands = components.payload.generate(incident)?;
-    check_commands(&commands, &components.payload)?;
+    let targets = resolve_targets(&components.target, key, run.incident.clone())?;
+    let commands = generate_commands(&components.payload, run.incident.clone())?;
     let records = collect(&components.collection, &targets, &commands, run, progress);
     let failed_records = records
         .iter()
@@ -362,7 +436,7 @@ pub fn new_analysis(
             key_segment(&record.target),
             key_segment(&record.command)
         );
-        components.persistence.save(&record_key, &to_json(record))?;
+        save(&components.persistence, record_key, to_json(record))?;
     }
     let record_count = records.len();
     let input = AnalysisInput {
@@ -370,16 +444,30 @@ pub fn new_analysis(
         records,
         baseline,
     };
-    let mut report = analysis.run(input, incident)?;
+    let incident = run.incident.clone();
+    let mut report = analysis.call("run", move |a| a.run(input, incident.as_deref()))?;
+    let known: HashSet<&str> = targets.iter().map(|t| t.id.as_str()).collect();
+    if let Some(stranger) = report
+        .hosts
+        .iter()
+        .find(|h| !known.contains(h.target.as_str()))
+    {
+        return Err(analysis.malformed(format!(
+            "the report names {:?}, which is not one of the targets",
+            stranger.target
+        )));
+    }
     if failed_records > 0 && !report.warnings.iter().any(|w| w.contains("failed")) {
         report.warnings.push(format!(
             "{failed_records} of {record_count} collections failed"
         ));
     }
     let report_key = format!("report/{run_id}");
-    components
-        .persistence
-        .save(&report_key, &to_json(&report))?;
+    save(
+        &components.persistence,
+        report_key.clone(),
+        to_json(&report),
+    )?;
     Ok(AnalysisOutcome {
         report,
         report_key,
@@ -388,19 +476,28 @@ pub fn new_analysis(
     })
 }
 
-fn load_baseline(persistence: &PersistenceHandle, key: &str) -> Result<Vec<Record>> {
+fn load_baseline(persistence: &Guarded<PersistenceHandle>, key: &str) -> Result<Vec<Record>> {
     let prefix = baseline_prefix(key);
-    let keys = persistence.list(&prefix)?;
+    let listed_prefix = prefix.clone();
+    let keys = persistence.call("list", move |p| p.list(&listed_prefix))?;
+    if let Some(outside) = keys.iter().find(|k| !k.starts_with(&prefix)) {
+        return Err(persistence.malformed(format!(
+            "list({prefix:?}) returned {outside:?}, which does not start with the prefix"
+        )));
+    }
     if keys.is_empty() {
         return Err(Error::Usage(format!(
             "no baseline saved for {key:?}; run 'diffy new baseline {key}' first"
         )));
     }
-    keys.iter()
+    keys.into_iter()
         .map(|k| {
-            let text = persistence.get(k)?.ok_or_else(|| {
-                Error::Failure(format!("baseline document {k} disappeared while reading"))
-            })?;
+            let read_key = k.clone();
+            let text = persistence
+                .call("get", move |p| p.get(&read_key))?
+                .ok_or_else(|| {
+                    Error::Failure(format!("baseline document {k} disappeared while reading"))
+                })?;
             serde_json::from_str(&text)
                 .map_err(|e| Error::Failure(format!("baseline document {k} is not a record: {e}")))
         })

@@ -30,6 +30,8 @@ static PANIC_HOOK: Once = Once::new();
 
 thread_local! {
     static PANIC_LOCATION: RefCell<Option<String>> = const { RefCell::new(None) };
+    /// Set while the panic probe panics, so its deliberate panic is never printed.
+    static PROBING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// Called once by the root module loader that [`export_plugin!`](crate::export_plugin) generates.
@@ -57,6 +59,28 @@ pub const API_VERSION_CSTR: &CStr =
         Err(_) => panic!("the crate version contains a NUL byte"),
     };
 
+/// A component name no manifest can declare (names start with a lowercase letter). Activating it
+/// panics inside the plugin on purpose, so `diffy-plugin-harness` can check that a panic in this
+/// library comes back to the host as an error: that the library unwinds (`panic = "unwind"`) and
+/// this crate's guard catches it. The `diffy` host never activates a name its manifest lacks.
+#[doc(hidden)]
+pub const PANIC_PROBE: &str = "__diffy_panic_probe";
+
+/// The message of the probe's panic.
+#[doc(hidden)]
+pub const PANIC_PROBE_MESSAGE: &str = "deliberate panic of the diffy-plugin-harness panic probe";
+
+fn panic_probe<T>() -> Result<T> {
+    if cfg!(panic = "unwind") {
+        PROBING.with(|p| p.set(true));
+        panic!("{PANIC_PROBE_MESSAGE}");
+    }
+    anyhow::bail!(
+        "this library is built with panic = \"abort\": a panic in it would abort diffy instead of \
+         becoming an error; remove `panic = \"abort\"` from the crate's profiles"
+    )
+}
+
 /// Run plugin code, turning an error or a panic into an [`FfiError`].
 fn guard<T>(f: impl FnOnce() -> Result<T>) -> FfiResult<T> {
     install_panic_hook();
@@ -83,7 +107,8 @@ fn install_panic_hook() {
                 .location()
                 .map(|l| format!("{}:{}", l.file(), l.line()));
             PANIC_LOCATION.with(|cell| *cell.borrow_mut() = location);
-            if std::env::var_os("RUST_BACKTRACE").is_some() {
+            let probing = PROBING.with(|p| p.replace(false));
+            if std::env::var_os("RUST_BACKTRACE").is_some() && !probing {
                 default_hook(info);
             }
         }));
@@ -141,6 +166,9 @@ fn activate<T: ?Sized>(
     host: HostBox,
     options: RStr<'_>,
 ) -> Result<Box<T>> {
+    if name.as_str() == PANIC_PROBE {
+        return panic_probe();
+    }
     let Some(entry) = registered.iter().find(|r| r.name == name.as_str()) else {
         anyhow::bail!("this plugin has no {kind} named {:?}", name.as_str());
     };

@@ -148,7 +148,7 @@ pub fn is_api_compatible(plugin: &semver::Version, host: &semver::Version) -> bo
 
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::export::{API_VERSION_CSTR, root_module};
+    pub use crate::export::{API_VERSION_CSTR, PANIC_PROBE, PANIC_PROBE_MESSAGE, root_module};
     pub use abi_stable::library::{
         __call_root_module_loader, CheckTypeLayout, LibHeader, RootModuleResult,
     };

@@ -35,7 +35,9 @@ pub fn ensure_built() {
                 "-p",
                 "diffy-sweeten",
                 "-p",
-                "diffy-fixture", /*LOCAL*/
+                "diffy-local",
+                "-p",
+                "diffy-fixture",
             ]);
         if target_dir().file_name().is_some_and(|p| p == "release") {
             build.arg("--release");

@@ -29,6 +29,7 @@ fn run_options(
         incident: choices.incident_id,
         jobs: usize::from(choices.jobs),
         target_timeout: Duration::from_secs(choices.target_timeout),
+        component_timeout: Duration::from_secs(choices.component_timeout),
         baseline_key,
     }
 }

@@ -7,6 +7,8 @@ use diffy::catalog::{Catalog, KnownPlugin};
 use diffy::config::Settings;
 use diffy::error::Error;
 use diffy::install::{self, InstallOptions, InstallOutcome};
+use diffy::package;
+use diffy::scaffold::{self, NewPlugin};
 use serde_json::json;
 
 use crate::cli::{Format, PluginCommand};
@@ -46,6 +48,52 @@ pub fn run(settings: &Settings, command: PluginCommand) -> Result<u8> {
             for c in &m.components {
                 println!("  {:<12}  {:<16} {}", c.kind.as_str(), c.name, c.summary);
             }
+            Ok(0)
+        }
+        PluginCommand::New {
+            name,
+            dir,
+            api_path,
+        } => {
+            let made = scaffold::new_plugin(&NewPlugin {
+                name,
+                dir,
+                api_path,
+            })?;
+            let dir = made.dir.display();
+            println!("Created plugin crate {} in {dir}:", made.name);
+            for file in &made.files {
+                println!("  {}", file.display());
+            }
+            println!("  CLI namespace:   diffy {}", made.namespace);
+            println!("  sample analysis: {}", made.analysis);
+            println!("\nNext, in {dir}:");
+            println!("  cargo test                         # test it through diffy's loader");
+            println!(
+                "  cargo build --release && diffy plugin install --link target/release/{}",
+                made.library_file
+            );
+            println!(
+                "  diffy plugin package . --out dist  # an archive for 'diffy plugin install'"
+            );
+            Ok(0)
+        }
+        PluginCommand::Package { path, out } => {
+            let packaged = package::package(&path, &out)?;
+            let info = &packaged.info;
+            println!(
+                "Packaged {} {} for {} into {}",
+                info.name,
+                info.version,
+                info.target,
+                packaged.archive.display()
+            );
+            println!(
+                "  library: {} (sha256 {})",
+                packaged.library.display(),
+                packaged.library_sha256
+            );
+            println!("  archive sha256: {}", packaged.archive_sha256);
             Ok(0)
         }
     }
@@ -105,6 +153,12 @@ fn status_line(catalog: &Catalog, plugin: &KnownPlugin) -> String {
 }
 
 fn list(settings: &Settings, format: Format) -> Result<u8> {
+    for leftover in install::tidy(settings)? {
+        eprintln!(
+            "note: removed {}, left by an interrupted plugin operation",
+            leftover.display()
+        );
+    }
     let catalog = Catalog::build(settings)?;
     let rows = catalog.plugins.iter().map(|p| {
         let manifest = p.manifest.as_ref();

@@ -84,7 +84,7 @@ pub fn render(report: &Report, max_rows: usize) -> String {
             }
             for (sign, rows) in [('+', &command.added), ('-', &command.removed)] {
                 for row in rows.iter().take(max_rows) {
-                    out.push_str(&format!("    {sign} {row}\n"));
+                    out.push_str(&format!("    {sign} {}\n", shorten(row)));
                 }
                 if rows.len() > max_rows {
                     out.push_str(&format!(
@@ -96,6 +96,15 @@ pub fn render(report: &Report, max_rows: usize) -> String {
         }
     }
     out
+}
+
+/// Long rows (a process's whole command line) are cut in the table; JSON keeps them whole.
+fn shorten(row: &str) -> String {
+    const LIMIT: usize = 160;
+    match row.char_indices().nth(LIMIT) {
+        Some((cut, _)) => format!("{}…", &row[..cut]),
+        None => row.to_string(),
+    }
 }
 
 fn format_score(score: f64) -> String {

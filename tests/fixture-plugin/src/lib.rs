@@ -29,7 +29,7 @@ fn plugin() -> Plugin {
         OptionSpec::new(
             "mode",
             OptionType::String,
-            "ok, error, panic, malformed or hang",
+            "ok, error, panic, activate-panic, malformed or hang",
         )
         .default_value("ok")
     };
@@ -130,12 +130,21 @@ impl Misbehave {
 
 impl Target for Misbehave {
     fn get(&self, key: &str, _incident: Option<&str>) -> Result<Vec<TargetInfo>> {
+        if self.mode == "malformed" {
+            return Ok(vec![TargetInfo::new("")]);
+        }
         self.answer(vec![TargetInfo::new(key)])
     }
 }
 
 impl Payload for Misbehave {
     fn generate(&self, _incident: Option<&str>) -> Result<Vec<Command>> {
+        if self.mode == "malformed" {
+            return Ok(vec![
+                Command::new("same", "true"),
+                Command::new("same", "false"),
+            ]);
+        }
         self.answer(vec![Command::new("echo", "echo fixture")])
     }
 }
@@ -151,8 +160,14 @@ impl Collection for Misbehave {
             .iter()
             .flat_map(|t| {
                 commands.iter().map(|c| {
+                    // A malformed answer: records for a target nobody asked about.
+                    let target = if self.mode == "malformed" {
+                        "stranger"
+                    } else {
+                        t.id.as_str()
+                    };
                     let mut record = Record::new(
-                        &t.id,
+                        target,
                         &c.id,
                         diffy_plugin_api::RecordStatus::Ok,
                         "fixture\n".into(),
@@ -174,18 +189,29 @@ impl Persistence for Misbehave {
     fn save(&self, _key: &str, _document: &str) -> Result<()> {
         self.answer(())
     }
-    fn list(&self, _prefix: &str) -> Result<Vec<String>> {
+    fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        if self.mode == "malformed" {
+            return Ok(vec![format!("elsewhere/{prefix}")]);
+        }
         self.answer(Vec::new())
     }
 }
 
 impl Analysis for Misbehave {
     fn run(&self, input: AnalysisInput, _incident: Option<&str>) -> Result<Report> {
-        let report = Report {
+        let mut report = Report {
             analysis: slot(SLUG_SLOT).to_string(),
             warnings: vec![format!("{} records seen", input.records.len())],
             hosts: Vec::new(),
         };
+        if self.mode == "malformed" {
+            // NaN cannot be represented in JSON: it crosses as null, which is not a score.
+            report.hosts.push(diffy_plugin_api::HostReport {
+                target: "anyone".into(),
+                score: f64::NAN,
+                commands: Vec::new(),
+            });
+        }
         self.answer(report)
     }
 }

@@ -1,0 +1,96 @@
+//! Shared set-up for the benchmarks: find the cargo profile directory, build the plugin libraries
+//! the benchmarks load, and patch copies of the fixture plugin into distinct plugins (the same
+//! fixed-width "slots" as `tests/support`).
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The slot defaults of `tests/fixture-plugin` (each 40 bytes, padded with `_`).
+pub const FIXTURE_NAME: &str = "diffy-fixture";
+pub const FIXTURE_NAMESPACE: &str = "fixture";
+pub const FIXTURE_SLUG: &str = "fixture-slug";
+
+/// The cargo profile directory the benchmark was built into (`target/release`).
+pub fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("benchmark executable path");
+    // target/release/deps/<bench> → target/release
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("benchmarks run from target/<profile>/deps")
+        .to_path_buf()
+}
+
+/// Build the fixture and bundled plugin libraries into this benchmark's profile directory, once.
+pub fn ensure_plugins_built() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let profile = profile_dir();
+        let target = profile.parent().expect("profile directory has a parent");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+        let mut build = Command::new(cargo);
+        build
+            .args(["build", "--quiet", "--manifest-path"])
+            .arg(&manifest)
+            .arg("--target-dir")
+            .arg(target)
+            .args(["-p", "diffy-fixture", "-p", "diffy-local"]);
+        if profile.file_name().is_some_and(|p| p != "debug") {
+            build.arg("--release");
+        }
+        let status = build.status().expect("run cargo build");
+        assert!(
+            status.success(),
+            "cargo build of the plugin libraries failed"
+        );
+    });
+}
+
+/// A built plugin library of the profile directory (`diffy-fixture` → `libdiffy_fixture.so`).
+pub fn library(package: &str) -> PathBuf {
+    ensure_plugins_built();
+    profile_dir().join(diffy::config::library_file_name(package))
+}
+
+/// Overwrite every 40-byte slot that starts with `default` and is padded with `_`.
+pub fn patch_slot(bytes: &mut [u8], default: &str, value: &str) {
+    assert!(value.len() <= 40, "slot values are at most 40 bytes");
+    let mut slot = default.as_bytes().to_vec();
+    slot.resize(40, b'_');
+    let mut replacement = value.as_bytes().to_vec();
+    replacement.resize(40, b'_');
+    let mut found = 0;
+    let mut at = 0;
+    while let Some(offset) = bytes[at..].windows(40).position(|w| w == slot.as_slice()) {
+        let start = at + offset;
+        bytes[start..start + 40].copy_from_slice(&replacement);
+        at = start + 40;
+        found += 1;
+    }
+    assert!(
+        found > 0,
+        "slot {default:?} not found in the fixture library"
+    );
+}
+
+/// The fixture library's bytes patched into plugin `name` with CLI namespace `namespace` and
+/// interface slug `slug` (the order matters: the name slot contains the namespace's default).
+pub fn patched_fixture(fixture: &[u8], name: &str, namespace: &str, slug: &str) -> Vec<u8> {
+    let mut bytes = fixture.to_vec();
+    patch_slot(&mut bytes, FIXTURE_NAME, name);
+    patch_slot(&mut bytes, FIXTURE_SLUG, slug);
+    patch_slot(&mut bytes, FIXTURE_NAMESPACE, namespace);
+    bytes
+}
+
+/// The names of the `index`th generated plugin: name, CLI namespace, slug.
+pub fn bench_plugin(index: usize) -> (String, String, String) {
+    (
+        format!("diffy-bench-{index:06}"),
+        format!("bench{index:06}"),
+        format!("bench-{index:06}"),
+    )
+}

@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# Pipeline benchmark (DESIGN §7, docs/benchmarks.md): `diffy new analysis` with the evidence-dir
+# target and collection over generated fleets of N hosts × 1,000 rows, for the local-cluster and
+# local-simple analyses (local-simple against a baseline taken first). Reports the median wall
+# time (hyperfine -N, warm page cache), the peak RSS of one more run (/usr/bin/time -v), also as
+# a multiple of the evidence's size, rows per second and how the time grows with the fleet.
+#
+#   scripts/bench-pipeline.sh [--sizes "100 1000 10000"] [--rows 1000] [--runs 3] [--warmup 1]
+#                             [--analyses "local-cluster local-simple"] [--out DIR] [--no-build]
+#
+# Fleets are generated once under ${DIFFY_BENCH_CACHE:-${TMPDIR:-/tmp}/diffy-bench} (10,000
+# hosts × 1,000 rows is about 600 MB) and reused. Every run saves each record through the
+# local-file persistence into a temporary configuration directory, removed at the end. The script
+# reports; it fails only when a command fails, never on timing.
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+tools="$repo/scripts/bench_tools.py"
+sizes="100 1000 10000"
+rows=1000
+runs=3
+warmup=1
+analyses="local-cluster local-simple"
+out=""
+build=1
+
+usage() { sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --sizes) sizes="$2"; shift 2 ;;
+    --rows) rows="$2"; shift 2 ;;
+    --runs) runs="$2"; shift 2 ;;
+    --warmup) warmup="$2"; shift 2 ;;
+    --analyses) analyses="$2"; shift 2 ;;
+    --out) out="$2"; shift 2 ;;
+    --no-build) build=0; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "error: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+ensure_tool() { # ensure_tool COMMAND DEBIAN_PACKAGE
+  command -v "$1" >/dev/null 2>&1 && return
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "== installing $2" >&2
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+  else
+    echo "error: $1 is not installed (Debian package $2)" >&2
+    exit 1
+  fi
+}
+ensure_tool hyperfine hyperfine
+ensure_tool python3 python3
+ensure_tool /usr/bin/time time
+
+umask 022
+target="${CARGO_TARGET_DIR:-$repo/target}"
+bin="$target/release"
+if [ "$build" = 1 ]; then
+  echo "== cargo build --release" >&2
+  (cd "$repo" && cargo build --release --quiet -p diffy -p diffy-local)
+fi
+diffy="$bin/diffy"
+for file in "$diffy" "$bin/libdiffy_local.so"; do
+  [ -f "$file" ] || { echo "error: $file is missing; build with cargo build --release" >&2; exit 1; }
+done
+export DIFFY_BUNDLED_PLUGINS_DIR="$bin"
+unset DIFFY_CONFIG_DIR RUST_LOG RUST_BACKTRACE LD_DEBUG
+
+cache="${DIFFY_BENCH_CACHE:-${TMPDIR:-/tmp}/diffy-bench}"
+mkdir -p "$cache"
+out="${out:-$cache/results/pipeline-$(date -u +%Y%m%dT%H%M%SZ)}"
+mkdir -p "$out"
+work="$(mktemp -d "$cache/pipeline-run.XXXXXX")"
+trap 'rm -rf "$work"' EXIT
+
+# The same options for baseline and analysis: one command, "packages", replayed from the fleet.
+options=(--target-plugin evidence-dir --collection-plugin evidence-dir
+  --option 'local-command.commands=[{"id":"packages","run":"unused"}]')
+
+declare -A baselines=()
+for n in $sizes; do
+  fleet="$cache/fleet-v1-h$n-r$rows"
+  if [ ! -f "$fleet.complete" ]; then
+    echo "== generating $fleet ($n hosts × $rows rows)" >&2
+    rm -rf "$fleet"
+    python3 "$tools" fleet "$fleet" --hosts "$n" --rows "$rows"
+    touch "$fleet.complete"
+  fi
+  python3 "$tools" fleet-info "$fleet" >"$out/fleet-$n.json"
+
+  hyperfine_args=()
+  prepare="rm -rf"
+  for analysis in $analyses; do
+    config="$work/$n-$analysis"
+    mkdir -p "$config"
+    if [ "$analysis" = local-simple ]; then
+      echo "== baseline for $n hosts" >&2
+      start=$(date +%s.%N)
+      "$diffy" --config-dir "$config" new baseline "$fleet" "${options[@]}" >/dev/null 2>"$out/baseline-$n.txt"
+      baselines[$n]="$(python3 -c "print($(date +%s.%N) - $start)")"
+    fi
+    data="$config/data/diffy-local"
+    prepare+=" $data/records $data/report"
+    hyperfine_args+=(--command-name "$analysis $n hosts"
+      "'$diffy' --config-dir '$config' new analysis '$fleet' --target-plugin evidence-dir --collection-plugin evidence-dir --option 'local-command.commands=[{\"id\":\"packages\",\"run\":\"unused\"}]' --analysis-plugin $analysis --format json")
+  done
+
+  echo "== hyperfine: new analysis over $n hosts ($analyses)" >&2
+  hyperfine -N --style basic --warmup "$warmup" --runs "$runs" --prepare "$prepare" \
+    --export-json "$out/pipeline-$n.json" "${hyperfine_args[@]}" >"$out/hyperfine-$n.txt"
+
+  for analysis in $analyses; do
+    config="$work/$n-$analysis"
+    rm -rf "$config/data/diffy-local/records" "$config/data/diffy-local/report"
+    echo "== peak memory: $analysis over $n hosts" >&2
+    /usr/bin/time -v "$diffy" --config-dir "$config" new analysis "$fleet" "${options[@]}" \
+      --analysis-plugin "$analysis" --format json >/dev/null 2>"$out/rss-$n-$analysis.txt"
+    rm -rf "$config"
+  done
+done
+
+baseline_json="{"
+for n in "${!baselines[@]}"; do baseline_json+="\"$n\": ${baselines[$n]},"; done
+baseline_json="${baseline_json%,}}"
+python3 - "$out/meta.json" "$sizes" "$rows" "$runs" "$warmup" "$analyses" "$baseline_json" <<'EOF'
+import json, os, platform, subprocess, sys
+path, sizes, rows, runs, warmup, analyses, baselines = sys.argv[1:]
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "unknown CPU")
+mem = next((int(l.split()[1]) // 1024 for l in open("/proc/meminfo") if l.startswith("MemTotal")), 0)
+meta = {
+    "date": subprocess.run(["date", "-u", "+%Y-%m-%d %H:%M UTC"], capture_output=True, text=True).stdout.strip(),
+    "machine": f"{os.cpu_count()} cores ({cpu}), {mem} MB RAM, {platform.system()} {platform.release()}, load average {os.getloadavg()[0]:.2f} at the end",
+    "sizes": [int(s) for s in sizes.split()],
+    "rows": int(rows),
+    "runs": int(runs),
+    "warmup": int(warmup),
+    "analyses": analyses.split(),
+    "baselines": json.loads(baselines),
+}
+json.dump(meta, open(path, "w"), indent=2)
+EOF
+python3 "$tools" pipeline-report "$out"
+echo "(raw results in $out)" >&2

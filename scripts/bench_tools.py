@@ -1,0 +1,432 @@
+#!/usr/bin/env python3
+"""Helpers for diffy's whole-process and pipeline benchmarks (see docs/benchmarks.md).
+
+  patch FIXTURE OUTDIR COUNT      distinct plugins patched from the fixture library
+  fleet DIR --hosts N --rows R    a fleet of saved evidence for the evidence-dir plugins
+  count-registry CONFIG_DIR       how many entries plugins.json holds
+  process-report OUTDIR           summarise scripts/bench-process.sh's measurements
+  pipeline-report OUTDIR          summarise scripts/bench-pipeline.sh's measurements
+
+Medians come from the individual run times in hyperfine's JSON export.
+"""
+
+import argparse
+import json
+import math
+import os
+import random
+import re
+import statistics
+import sys
+
+# The fixture plugin's slots (tests/fixture-plugin/src/lib.rs), in the order tests/support patches
+# them: the name first, because it contains the namespace's default.
+SLOT_WIDTH = 40
+SLOTS = ("diffy-fixture", "fixture-slug", "fixture")
+
+
+def bench_plugin(index):
+    """Name, CLI namespace and slug of the index-th generated plugin."""
+    return (f"diffy-bench-{index:06d}", f"bench{index:06d}", f"bench-{index:06d}")
+
+
+def slot(value):
+    raw = value.encode()
+    if len(raw) > SLOT_WIDTH:
+        sys.exit(f"error: slot value {value!r} is longer than {SLOT_WIDTH} bytes")
+    return raw.ljust(SLOT_WIDTH, b"_")
+
+
+def patch(args):
+    """Write COUNT patched copies: OUTDIR/<name>/lib<name>.so, skipping those already made."""
+    with open(args.fixture, "rb") as f:
+        fixture = f.read()
+    for default in SLOTS:
+        if slot(default) not in fixture:
+            sys.exit(f"error: slot {default!r} not found in {args.fixture}")
+    for index in range(args.start, args.start + args.count):
+        name, namespace, slug_value = bench_plugin(index)
+        directory = os.path.join(args.outdir, name)
+        path = os.path.join(directory, "lib" + name.replace("-", "_") + ".so")
+        if os.path.exists(path):
+            continue
+        data = fixture
+        for default, value in zip(SLOTS, (name, slug_value, namespace)):
+            data = data.replace(slot(default), slot(value))
+        os.makedirs(directory, exist_ok=True)
+        with open(path + ".tmp", "wb") as f:
+            f.write(data)
+        os.replace(path + ".tmp", path)
+        print(path)
+
+
+def count_registry(args):
+    path = os.path.join(args.config_dir, "plugins.json")
+    if not os.path.exists(path):
+        print(0)
+        return
+    with open(path) as f:
+        print(len(json.load(f)["plugins"]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Fleets
+
+WORDS = (
+    "lib ssl crypt xml http curl z bz lz ma zstd gnu tls ssh net link dbus sys temp udev pam "
+    "cap acl attr audit sel linux perl python ruby tcl gdk gtk glib cairo pango font config "
+    "x11 xcb mesa drm gbm va vdpau pulse alsa jack sound icu idn psl nghttp brotli uv event "
+    "sql lite pq mysql redis mongo ldap sasl krb gss k5 nss nspr p11 kit gcrypt gpg error "
+    "assuan ksba npth tasn unistring ffi elf dw bpf nl mnl nftnl tables ip route snmp"
+).split()
+DESCRIPTIONS = (
+    "shared library",
+    "runtime files",
+    "command-line tools",
+    "development files",
+    "common files",
+    "utilities for the system",
+    "support library",
+    "daemon and client",
+    "documentation",
+    "plugin modules",
+)
+
+
+def package_rows(count, rng):
+    """`dpkg -l`-like rows of 40 to 80 bytes, unique package names."""
+    rows, seen = [], set()
+    while len(rows) < count:
+        name = "".join(rng.choice(WORDS) for _ in range(rng.randint(1, 3)))
+        if rng.random() < 0.4:
+            name += str(rng.randint(0, 9))
+        if name in seen:
+            continue
+        seen.add(name)
+        arch = "all" if rng.random() < 0.2 else "amd64"
+        version = f"{rng.randint(0, 9)}.{rng.randint(0, 40)}.{rng.randint(0, 12)}-{rng.randint(1, 9)}"
+        if rng.random() < 0.3:
+            version += f"+deb12u{rng.randint(1, 5)}"
+        row = f"ii  {name}:{arch}  {version}  {arch}  {rng.choice(DESCRIPTIONS)}"
+        rows.append(row[:80])
+    return rows
+
+
+def fleet(args):
+    """DIR/<host>/packages.txt for N hosts of R rows.
+
+    Every host has the same R packages, except that one host in ten runs newer versions of 20 of
+    them (a minority cluster) and one host in 97 has 3 packages no other host has.
+    """
+    rng = random.Random(args.seed)
+    base = package_rows(args.rows, rng)
+    newer = list(base)
+    for index in rng.sample(range(len(base)), min(20, len(base))):
+        newer[index] = re.sub(r"  (\d+)\.", lambda m: f"  {int(m.group(1)) + 1}.", newer[index], count=1)
+    base_text = "\n".join(base) + "\n"
+    newer_text = "\n".join(newer) + "\n"
+    os.makedirs(args.dir, exist_ok=True)
+    for host in range(args.hosts):
+        name = f"host-{host:05d}"
+        text = newer_text if host % 10 == 3 else base_text
+        if host % 97 == 50:
+            text += "".join(
+                f"ii  implant{host}-{k}:amd64  0.0.{k}-1  amd64  dropped by the intruder\n"
+                for k in range(3)
+            )
+        directory = os.path.join(args.dir, name)
+        os.makedirs(directory, exist_ok=True)
+        with open(os.path.join(directory, "packages.txt"), "w") as f:
+            f.write(text)
+
+
+def evidence_bytes(directory):
+    total = 0
+    for root, _, files in os.walk(directory):
+        for name in files:
+            if name.endswith(".txt"):
+                total += os.path.getsize(os.path.join(root, name))
+    return total
+
+
+# ---------------------------------------------------------------------------------------------
+# Reports
+
+
+def hyperfine_medians(*paths):
+    """Medians per command name over every run in the given hyperfine exports (rounds)."""
+    merged = {}
+    for path in paths:
+        with open(path) as f:
+            for r in json.load(f)["results"]:
+                entry = merged.setdefault(r["command"], {"command": r["command"], "times": []})
+                entry["times"].extend(r["times"])
+    return {c: statistics.median(r["times"]) for c, r in merged.items()}, merged
+
+
+def ms(seconds):
+    return f"{seconds * 1000:.2f}"
+
+
+def verdict(ok):
+    return "holds" if ok else "DOES NOT HOLD"
+
+
+def process_report(args):
+    out = args.outdir
+    with open(os.path.join(out, "meta.json")) as f:
+        meta = json.load(f)
+    sizes = meta["sizes"]
+    commands = meta["commands"]
+    rounds = sorted(
+        os.path.join(out, name)
+        for name in os.listdir(out)
+        if name.startswith("process-round") and name.endswith(".json")
+    )
+    medians, raw = hyperfine_medians(*rounds)
+    opened = {}
+    with open(os.path.join(out, "libraries.tsv")) as f:
+        for line in f:
+            n, command, count = line.rstrip("\n").split("\t")
+            opened[(int(n), command)] = int(count)
+    loads = []
+    load_path = os.path.join(out, "load-activate.tsv")
+    if os.path.exists(load_path):
+        with open(load_path) as f:
+            for line in f:
+                n, load_us, activate_us = line.split()
+                loads.append((int(n), int(load_us), int(activate_us)))
+
+    def med(n, command):
+        return medians.get(f"n={n} {command}")
+
+    lines = []
+    lines.append(f"diffy whole-process benchmark: {meta['date']}, {meta['machine']}")
+    lines.append(
+        f"hyperfine -N, {meta['rounds']} rounds of {meta['warmup']} warm-up and {meta['runs']} timed runs per command;"
+        f" medians over all rounds in ms;"
+        f" ratio = the median against the one-plugin median"
+    )
+    lines.append("")
+    header = "| command | " + " | ".join(f"{n} plugins" for n in sizes)
+    header += " | " + " | ".join(f"ratio {n}/1" for n in sizes if n > 1)
+    header += " | libraries opened (" + "/".join(str(n) for n in sizes) + ") |"
+    lines.append(header)
+    lines.append("|" + "---|" * (header.count("|") - 1))
+    for command in commands:
+        cells = []
+        for n in sizes:
+            m = med(n, command)
+            cells.append(ms(m) if m is not None else "n/a")
+        ratios = []
+        one = med(1, command)
+        for n in sizes:
+            if n > 1:
+                m = med(n, command)
+                ratios.append(f"{m / one:.2f}×" if m is not None and one else "n/a")
+        counts = "/".join(
+            str(opened[(n, command)]) if (n, command) in opened else "n/a" for n in sizes
+        )
+        lines.append(f"| `diffy {command}` | " + " | ".join(cells) + " | " + " | ".join(ratios) + f" | {counts} |")
+    extra = [c for c in medians if not c.startswith("n=")]
+    for command in extra:
+        shown = command.replace("|", "\\|")
+        lines.append(f"| `{shown}` | {ms(medians[command])} (reference) |")
+    lines.append("")
+
+    budgets = []
+    no_plugin = [c for c in commands if c != meta["plugin_command"]]
+    counts_ok = all(opened.get((n, c), 0) == 0 for n in sizes for c in no_plugin)
+    budgets.append(
+        (
+            "Commands that need no plugin open no plugin library",
+            counts_ok,
+            "libraries opened by " + ", ".join(f"`{c}`" for c in no_plugin) + f" at {sizes}: "
+            + ", ".join(str(opened.get((n, c), "n/a")) for c in no_plugin for n in sizes),
+        )
+    )
+    plugin = meta["plugin_command"]
+    biggest = max(sizes)
+    one = med(1, plugin)
+    if one is not None and biggest > 1:
+        big = med(biggest, plugin)
+        budgets.append(
+            (
+                f"With {biggest} registered plugins, `diffy {plugin}` costs at most 1.25× the same with one",
+                big / one <= 1.25,
+                f"{ms(big)} ms vs {ms(one)} ms: {big / one:.2f}×",
+            )
+        )
+    version = med(1, "--version")
+    if one is not None and version is not None:
+        budgets.append(
+            (
+                f"`diffy {plugin}` costs at most 0.5 ms more than `diffy --version`",
+                one - version <= 0.0005,
+                f"{ms(one)} ms − {ms(version)} ms = {ms(one - version)} ms (1 plugin)",
+            )
+        )
+        nu = medians.get("nu -c '1 | inc'")
+        reference = nu if nu is not None else 0.035
+        source = "measured" if nu is not None else "DESIGN §7's figure for these machines"
+        budgets.append(
+            (
+                "A plugin command's whole process is at least 10× faster than `nu -c '1 \\| inc'`",
+                one * 10 <= reference,
+                f"{ms(one)} ms vs {ms(reference)} ms ({source}): {reference / one:.1f}× faster",
+            )
+        )
+    if loads:
+        totals = [load + act for _, load, act in loads]
+        m = statistics.median(totals)
+        budgets.append(
+            (
+                "Loading and activating one plugin (integrity check included) under 0.5 ms, warm cache",
+                m <= 500,
+                f"median {m:.0f} µs over {len(totals)} runs of `diffy -v {plugin}` "
+                f"(load {statistics.median(l for _, l, _ in loads):.0f} µs + activate "
+                f"{statistics.median(a for _, _, a in loads):.0f} µs, as logged)",
+            )
+        )
+    lines.append("| budget (DESIGN §7) | verdict | evidence |")
+    lines.append("|---|---|---|")
+    for text, ok, evidence in budgets:
+        lines.append(f"| {text} | {verdict(ok)} | {evidence} |")
+    report = "\n".join(lines) + "\n"
+    with open(os.path.join(out, "summary.md"), "w") as f:
+        f.write(report)
+    summary = {
+        "meta": meta,
+        "medians_s": medians,
+        "libraries_opened": {f"n={n} {c}": v for (n, c), v in opened.items()},
+        "load_activate_us": loads,
+        "budgets": [{"budget": t, "holds": ok, "evidence": e} for t, ok, e in budgets],
+    }
+    with open(os.path.join(out, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    sys.stdout.write(report)
+
+
+def pipeline_report(args):
+    out = args.outdir
+    with open(os.path.join(out, "meta.json")) as f:
+        meta = json.load(f)
+    rows_per_host = meta["rows"]
+    entries = []
+    for size in meta["sizes"]:
+        medians, raw = hyperfine_medians(os.path.join(out, f"pipeline-{size}.json"))
+        with open(os.path.join(out, f"fleet-{size}.json")) as f:
+            fleet_info = json.load(f)
+        for analysis in meta["analyses"]:
+            name = f"{analysis} {size} hosts"
+            times = raw[name]["times"]
+            with open(os.path.join(out, f"rss-{size}-{analysis}.txt")) as f:
+                rss_text = f.read()
+            rss_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", rss_text).group(1))
+            entries.append(
+                {
+                    "hosts": size,
+                    "analysis": analysis,
+                    "rows": fleet_info["rows"],
+                    "input_bytes": fleet_info["bytes"],
+                    "median_s": medians[name],
+                    "min_s": min(times),
+                    "max_s": max(times),
+                    "runs": len(times),
+                    "peak_rss_bytes": rss_kb * 1024,
+                }
+            )
+    lines = [
+        f"diffy pipeline benchmark: {meta['date']}, {meta['machine']}",
+        f"`diffy new analysis` over evidence-dir fleets of N hosts × {rows_per_host} rows (warm page cache);"
+        f" hyperfine -N, {meta['warmup']} warm-up, {meta['runs']} runs; peak RSS from one more run under /usr/bin/time -v",
+        "",
+        "| analysis | hosts | rows | input | median wall | min–max | rows/s | peak RSS | RSS ÷ input | time growth vs previous size |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    previous = {}
+    for e in entries:
+        growth = ""
+        p = previous.get(e["analysis"])
+        if p:
+            exponent = math.log(e["median_s"] / p["median_s"]) / math.log(e["hosts"] / p["hosts"])
+            growth = f"×{e['median_s'] / p['median_s']:.1f} for ×{e['hosts'] // p['hosts']} hosts (∝ N^{exponent:.2f})"
+        previous[e["analysis"]] = e
+        e["rows_per_s"] = e["rows"] / e["median_s"]
+        e["rss_over_input"] = e["peak_rss_bytes"] / e["input_bytes"]
+        lines.append(
+            f"| {e['analysis']} | {e['hosts']} | {e['rows']:,} | {e['input_bytes'] / 1e6:.1f} MB | "
+            f"{e['median_s']:.3f} s | {e['min_s']:.3f}–{e['max_s']:.3f} s | {e['rows_per_s']:,.0f} | "
+            f"{e['peak_rss_bytes'] / 1e6:.0f} MB | {e['rss_over_input']:.1f}× | {growth} |"
+        )
+    baselines = meta.get("baselines", {})
+    if baselines:
+        lines.append("")
+        lines.append(
+            "Baselines (`new baseline`, one host, once): "
+            + ", ".join(f"{k} hosts {v:.3f} s" for k, v in sorted(baselines.items(), key=lambda kv: int(kv[0])))
+        )
+    budget_rows = [e for e in entries if e["hosts"] == 1000 and rows_per_host == 1000]
+    if budget_rows:
+        lines.append("")
+        lines.append("| budget (DESIGN §7): `new analysis` over 1,000 targets × 1,000 rows | verdict | evidence |")
+        lines.append("|---|---|---|")
+        for e in budget_rows:
+            lines.append(
+                f"| {e['analysis']}: under 1 s end to end | {verdict(e['median_s'] < 1)} | median {e['median_s']:.3f} s |"
+            )
+            lines.append(
+                f"| {e['analysis']}: memory under 4× the input | {verdict(e['rss_over_input'] < 4)} | "
+                f"peak RSS {e['peak_rss_bytes'] / 1e6:.0f} MB = {e['rss_over_input']:.1f}× {e['input_bytes'] / 1e6:.1f} MB |"
+            )
+    report = "\n".join(lines) + "\n"
+    with open(os.path.join(out, "summary.md"), "w") as f:
+        f.write(report)
+    with open(os.path.join(out, "summary.json"), "w") as f:
+        json.dump({"meta": meta, "results": entries}, f, indent=2)
+    sys.stdout.write(report)
+
+
+def fleet_info(args):
+    rows = 0
+    for root, _, files in os.walk(args.dir):
+        for name in files:
+            if name.endswith(".txt"):
+                with open(os.path.join(root, name), "rb") as f:
+                    rows += sum(1 for line in f if line.strip())
+    json.dump({"bytes": evidence_bytes(args.dir), "rows": rows}, sys.stdout)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("patch")
+    p.add_argument("fixture")
+    p.add_argument("outdir")
+    p.add_argument("count", type=int)
+    p.add_argument("--start", type=int, default=1)
+    p.set_defaults(run=patch)
+    p = sub.add_parser("fleet")
+    p.add_argument("dir")
+    p.add_argument("--hosts", type=int, required=True)
+    p.add_argument("--rows", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=5)
+    p.set_defaults(run=fleet)
+    p = sub.add_parser("fleet-info")
+    p.add_argument("dir")
+    p.set_defaults(run=fleet_info)
+    p = sub.add_parser("count-registry")
+    p.add_argument("config_dir")
+    p.set_defaults(run=count_registry)
+    p = sub.add_parser("process-report")
+    p.add_argument("outdir")
+    p.set_defaults(run=process_report)
+    p = sub.add_parser("pipeline-report")
+    p.add_argument("outdir")
+    p.set_defaults(run=pipeline_report)
+    args = parser.parse_args()
+    args.run(args)
+
+
+if __name__ == "__main__":
+    main()
