@@ -4,8 +4,10 @@
   patch FIXTURE OUTDIR COUNT      distinct plugins patched from the fixture library
   fleet DIR --hosts N --rows R    a fleet of saved evidence for the evidence-dir plugins
   count-registry CONFIG_DIR       how many entries plugins.json holds
+  stash TRASH DIR...              move DIRs (if present) into TRASH, to be deleted later
   process-report OUTDIR           summarise scripts/bench-process.sh's measurements
   pipeline-report OUTDIR          summarise scripts/bench-pipeline.sh's measurements
+  criterion-report DIR            medians of the criterion benchmarks under DIR (target/criterion)
 
 Medians come from the individual run times in hyperfine's JSON export.
 """
@@ -58,6 +60,17 @@ def patch(args):
             f.write(data)
         os.replace(path + ".tmp", path)
         print(path)
+
+
+def stash(args):
+    """Move each DIR into TRASH under a fresh name. Deleting a run's records just before the next
+    run would make that run pay for it: ext4 scans recently deleted inodes when it allocates new
+    ones (see docs/benchmarks.md)."""
+    os.makedirs(args.trash, exist_ok=True)
+    for directory in args.dirs:
+        if os.path.exists(directory):
+            target = os.path.join(args.trash, f"{len(os.listdir(args.trash)):06d}")
+            os.rename(directory, target)
 
 
 def count_registry(args):
@@ -387,6 +400,50 @@ def pipeline_report(args):
     sys.stdout.write(report)
 
 
+def duration(ns):
+    for unit, scale in (("s", 1e9), ("ms", 1e6), ("µs", 1e3)):
+        if ns >= scale:
+            return f"{ns / scale:.3g} {unit}"
+    return f"{ns:.3g} ns"
+
+
+def criterion_report(args):
+    """One line per benchmark: the median time per iteration and its 95% confidence interval; for
+    groups with a `plugin` and a `trait_object` benchmark, the ratio of their medians."""
+    found = {}
+    for root, _, files in os.walk(args.dir):
+        if os.path.basename(root) == "new" and "estimates.json" in files:
+            with open(os.path.join(root, "benchmark.json")) as f:
+                full_id = json.load(f)["full_id"]
+            with open(os.path.join(root, "estimates.json")) as f:
+                found[full_id] = json.load(f)["median"]
+    if not found:
+        sys.exit(f"error: no criterion results under {args.dir}; run cargo bench -p diffy first")
+    lines = ["| benchmark | median | 95% CI |", "|---|---|---|"]
+    for full_id in sorted(found, key=lambda k: [int(p) if p.isdigit() else p for p in k.split("/")]):
+        m = found[full_id]
+        ci = m["confidence_interval"]
+        lines.append(
+            f"| `{full_id}` | {duration(m['point_estimate'])} | "
+            f"{duration(ci['lower_bound'])} – {duration(ci['upper_bound'])} |"
+        )
+    ratios = []
+    for full_id in sorted(found):
+        if full_id.endswith("/plugin"):
+            group = full_id[: -len("/plugin")]
+            base = found.get(group + "/trait_object")
+            if base:
+                plugin_ns = found[full_id]["point_estimate"]
+                base_ns = base["point_estimate"]
+                ratios.append(
+                    f"| `{group}` | {duration(base_ns)} | {duration(plugin_ns)} | "
+                    f"{plugin_ns / base_ns:.1f}× | +{duration(plugin_ns - base_ns)} |"
+                )
+    if ratios:
+        lines += ["", "| call | trait object | plugin | ratio | overhead |", "|---|---|---|---|---|"] + ratios
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
 def fleet_info(args):
     rows = 0
     for root, _, files in os.walk(args.dir):
@@ -415,6 +472,10 @@ def main():
     p = sub.add_parser("fleet-info")
     p.add_argument("dir")
     p.set_defaults(run=fleet_info)
+    p = sub.add_parser("stash")
+    p.add_argument("trash")
+    p.add_argument("dirs", nargs="+")
+    p.set_defaults(run=stash)
     p = sub.add_parser("count-registry")
     p.add_argument("config_dir")
     p.set_defaults(run=count_registry)
@@ -424,6 +485,9 @@ def main():
     p = sub.add_parser("pipeline-report")
     p.add_argument("outdir")
     p.set_defaults(run=pipeline_report)
+    p = sub.add_parser("criterion-report")
+    p.add_argument("dir")
+    p.set_defaults(run=criterion_report)
     args = parser.parse_args()
     args.run(args)
 

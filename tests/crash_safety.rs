@@ -115,10 +115,7 @@ fn install_killed_at_any_moment() {
         let context = format!("install killed after {delay:?} (kill {i})");
         assert_consistent(&env, &context);
         // Whatever state it was left in, installing again works.
-        env.diffy(["plugin", "install"])
-            .arg(&lib)
-            .assert()
-            .success();
+        env.install(&lib);
         env.diffy(["crashy", "echo", "ok"])
             .assert()
             .success()
@@ -142,7 +139,7 @@ fn update_killed_at_any_moment() {
     ));
     for (i, delay) in delays(total, KILLS).enumerate() {
         let env = Env::new();
-        env.diffy(["plugin", "install"]).arg(&v1).assert().success();
+        env.install(&v1);
         kill_after(
             diffy_process(
                 env.config_dir(),
@@ -178,10 +175,7 @@ fn uninstall_killed_at_any_moment() {
     ));
     for (i, delay) in delays(total, KILLS).enumerate() {
         let env = Env::new();
-        env.diffy(["plugin", "install"])
-            .arg(&lib)
-            .assert()
-            .success();
+        env.install(&lib);
         kill_after(
             diffy_process(env.config_dir(), &["plugin", "uninstall", "diffy-crashy"]),
             delay,
@@ -230,7 +224,7 @@ fn mixed_concurrent_operations_lose_nothing_reported_done() {
         })
         .collect();
     for lib in &old {
-        env.diffy(["plugin", "install"]).arg(lib).assert().success();
+        env.install(lib);
     }
     let config = env.config_dir();
     let mut children = Vec::new();

@@ -25,10 +25,7 @@ fn libraries_opened(env: &Env, args: &[&str]) -> Vec<String> {
 fn exit_codes_come_from_the_plugin() {
     let env = Env::new();
     let lib = env.fixture("diffy-codes", "codes", "codes-slug");
-    env.diffy(["plugin", "install"])
-        .arg(&lib)
-        .assert()
-        .success();
+    env.install(&lib);
     env.diffy(["codes", "echo", "a", "--flag"])
         .assert()
         .success()
@@ -46,10 +43,7 @@ fn exit_codes_come_from_the_plugin() {
 #[test]
 fn a_panicking_plugin_is_an_error_not_a_crash() {
     let env = Env::new();
-    env.diffy(["plugin", "install"])
-        .arg(env.fixture("diffy-panicky", "panicky", "panicky-slug"))
-        .assert()
-        .success();
+    env.install(env.fixture("diffy-panicky", "panicky", "panicky-slug"));
     let output = env.diffy(["panicky", "panic"]).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     let stderr = stderr_of(&output);
@@ -65,10 +59,7 @@ fn a_panicking_plugin_is_an_error_not_a_crash() {
 #[test]
 fn only_the_owning_library_is_opened() {
     let env = Env::new();
-    env.diffy(["plugin", "install"])
-        .arg(library("diffy-sweeten"))
-        .assert()
-        .success();
+    env.install(library("diffy-sweeten"));
     for i in 0..3 {
         env.diffy(["plugin", "install"])
             .arg(env.fixture(
@@ -110,10 +101,7 @@ fn only_the_owning_library_is_opened() {
 #[test]
 fn verbose_logs_loading_and_activation() {
     let env = Env::new();
-    env.diffy(["plugin", "install"])
-        .arg(library("diffy-sweeten"))
-        .assert()
-        .success();
+    env.install(library("diffy-sweeten"));
     let output = env.diffy(["-v", "sweeten", "count"]).output().unwrap();
     let stderr = stderr_of(&output);
     assert!(
@@ -134,10 +122,7 @@ fn verbose_logs_loading_and_activation() {
 #[test]
 fn help_lists_plugins_from_the_cache_without_opening_them() {
     let env = Env::new();
-    env.diffy(["plugin", "install"])
-        .arg(library("diffy-sweeten"))
-        .assert()
-        .success();
+    env.install(library("diffy-sweeten"));
     // Make the installed library unloadable: help must not notice, running it must.
     let installed = env
         .config_dir()
@@ -166,10 +151,7 @@ fn help_lists_plugins_from_the_cache_without_opening_them() {
 #[test]
 fn plugin_help_is_the_plugins_own() {
     let env = Env::new();
-    env.diffy(["plugin", "install"])
-        .arg(library("diffy-sweeten"))
-        .assert()
-        .success();
+    env.install(library("diffy-sweeten"));
     env.diffy(["sweeten", "--help"]).assert().success().stdout(
         predicate::str::contains("Usage: diffy sweeten <COMMAND>")
             .and(predicate::str::contains("--spoons").not()),
@@ -196,10 +178,7 @@ fn a_missing_library_does_not_stop_a_working_plugin() {
         .arg(&doomed)
         .assert()
         .success();
-    env.diffy(["plugin", "install"])
-        .arg(library("diffy-sweeten"))
-        .assert()
-        .success();
+    env.install(library("diffy-sweeten"));
     std::fs::remove_file(&doomed).unwrap();
     env.diffy(["sweeten", "count"])
         .assert()
@@ -218,10 +197,7 @@ fn a_missing_library_does_not_stop_a_working_plugin() {
 #[test]
 fn two_plugins_claiming_one_namespace() {
     let env = Env::new();
-    env.diffy(["plugin", "install"])
-        .arg(env.fixture("diffy-first", "shared", "first-slug"))
-        .assert()
-        .success();
+    env.install(env.fixture("diffy-first", "shared", "first-slug"));
     // Refused at install.
     env.diffy(["plugin", "install"])
         .arg(env.fixture("diffy-second", "shared", "second-slug"))
@@ -280,10 +256,7 @@ fn unsupported_host_version_is_refused() {
 #[test]
 fn disable_flags_turn_sources_off() {
     let env = Env::new();
-    env.diffy(["plugin", "install"])
-        .arg(library("diffy-sweeten"))
-        .assert()
-        .success();
+    env.install(library("diffy-sweeten"));
     env.diffy(["--disable-user-plugins", "sweeten", "count"])
         .assert()
         .code(2);

@@ -57,14 +57,8 @@ fn run_with_faulty(env: &Env, kind: &str, mode: &str) -> std::process::Output {
 
 fn faulty_env() -> Env {
     let env = Env::new();
-    env.diffy(["plugin", "install"])
-        .arg(env.fixture("diffy-faulty", "faulty", "faulty"))
-        .assert()
-        .success();
-    env.diffy(["plugin", "install"])
-        .arg(library("diffy-sweeten"))
-        .assert()
-        .success();
+    env.install(env.fixture("diffy-faulty", "faulty", "faulty"));
+    env.install(library("diffy-sweeten"));
     env
 }
 
@@ -261,10 +255,7 @@ fn chmod(path: &Path, mode: u32) {
 #[test]
 fn libraries_others_can_change_are_refused() {
     let env = Env::new();
-    env.diffy(["plugin", "install"])
-        .arg(library("diffy-sweeten"))
-        .assert()
-        .success();
+    env.install(library("diffy-sweeten"));
     let dir = env.config_dir().join("plugins/diffy-sweeten/0.1.0");
     let lib = dir.join("libdiffy_sweeten.so");
     env.diffy(["sweeten", "count"]).assert().success();

@@ -73,10 +73,7 @@ fn install_by_link_uses_the_library_in_place() {
 fn install_accepts_a_directory_holding_one_library() {
     let env = Env::new();
     let lib = env.fixture("diffy-dirplug", "dirplug", "dirplug-slug");
-    env.diffy(["plugin", "install"])
-        .arg(lib.parent().unwrap())
-        .assert()
-        .success();
+    env.install(lib.parent().unwrap());
     env.diffy(["dirplug", "echo", "hi"])
         .assert()
         .success()
@@ -101,10 +98,7 @@ fn install_accepts_a_directory_holding_one_library() {
 fn reinstalling_the_same_version_is_a_no_op() {
     let env = Env::new();
     let lib = library("diffy-sweeten");
-    env.diffy(["plugin", "install"])
-        .arg(&lib)
-        .assert()
-        .success();
+    env.install(&lib);
     let before = env.registry_text().unwrap();
     env.diffy(["plugin", "install"])
         .arg(&lib)
@@ -138,7 +132,7 @@ fn another_version_needs_update_or_force() {
         "3.0.0",
         "^0.1",
     );
-    env.diffy(["plugin", "install"]).arg(&v1).assert().success();
+    env.install(&v1);
     env.diffy(["plugin", "install"])
         .arg(&v2)
         .assert()
@@ -198,10 +192,7 @@ fn another_version_needs_update_or_force() {
 #[test]
 fn uninstall_removes_the_entry_and_the_copied_files() {
     let env = Env::new();
-    env.diffy(["plugin", "install"])
-        .arg(library("diffy-sweeten"))
-        .assert()
-        .success();
+    env.install(library("diffy-sweeten"));
     env.diffy(["plugin", "uninstall", "diffy-sweeten"])
         .assert()
         .success()
@@ -239,10 +230,7 @@ fn uninstalling_a_linked_plugin_keeps_its_library() {
 #[test]
 fn list_in_table_and_json() {
     let env = Env::new();
-    env.diffy(["plugin", "install"])
-        .arg(library("diffy-sweeten"))
-        .assert()
-        .success();
+    env.install(library("diffy-sweeten"));
     let table = env
         .diffy(["plugin", "list"])
         .assert()
@@ -285,10 +273,7 @@ fn list_in_table_and_json() {
 #[test]
 fn info_in_table_and_json() {
     let env = Env::new();
-    env.diffy(["plugin", "install"])
-        .arg(library("diffy-sweeten"))
-        .assert()
-        .success();
+    env.install(library("diffy-sweeten"));
     let out = env
         .diffy(["plugin", "info", "diffy-sweeten"])
         .assert()

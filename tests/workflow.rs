@@ -46,6 +46,17 @@ fn evidence_args(dir: &Path, analysis: &str) -> Vec<String> {
     ]
 }
 
+/// The first host's diff for `command`.
+fn command_diff(report: &Value, command: &str) -> Value {
+    report["hosts"][0]["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["command"] == command)
+        .unwrap_or_else(|| panic!("no diff for {command} in {report}"))
+        .clone()
+}
+
 fn report_of(output: &std::process::Output) -> Value {
     assert!(output.status.success(), "{}", stderr_of(output));
     serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout_of(output)))
@@ -100,13 +111,7 @@ fn baseline_then_analysis_of_this_host_shows_a_change() {
         .output()
         .unwrap();
     let report = report_of(&changed);
-    let marker_diff = report["hosts"][0]["commands"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["command"] == "marker")
-        .unwrap()
-        .clone();
+    let marker_diff = command_diff(&report, "marker");
     assert_eq!(marker_diff["added"], serde_json::json!(["gamma"]));
     assert_eq!(marker_diff["removed"], serde_json::json!(["beta"]));
 
@@ -242,13 +247,7 @@ fn a_failing_command_is_a_failed_record_not_a_failed_run() {
         .output()
         .unwrap();
     let report = report_of(&output);
-    let broken = report["hosts"][0]["commands"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["command"] == "broken")
-        .unwrap()
-        .clone();
+    let broken = command_diff(&report, "broken");
     assert!(
         broken["error"].as_str().unwrap().contains("exit 3"),
         "{broken}"
@@ -361,10 +360,7 @@ fn verbose_shows_only_the_five_chosen_components_activated() {
     let fleet = env.scratch.path().join("fleet");
     evidence_fleet(&fleet, 4, 3, &[]);
     // Another installed plugin with components of every kind must stay closed.
-    env.diffy(["plugin", "install"])
-        .arg(env.fixture("diffy-bystander", "bystander", "bystander"))
-        .assert()
-        .success();
+    env.install(env.fixture("diffy-bystander", "bystander", "bystander"));
     let mut args = vec!["-v".to_string()];
     args.extend(evidence_args(&fleet, "local-cluster"));
     let output = env.diffy(&args).output().unwrap();

@@ -100,7 +100,7 @@ impl FileIdentity {
 /// skip the expensive checks: the digest (when the file still has the identity it had when its
 /// digest matched) and abi_stable's layout check (when, in addition, the running executable is
 /// the one that checked it).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Verified {
     /// The file's identity when it was checked.
     pub file: FileIdentity,
@@ -108,6 +108,10 @@ pub struct Verified {
     pub sha256: Option<String>,
     /// The `diffy` executable whose layout check the file passed.
     pub layout_checked_by: Option<FileIdentity>,
+    /// The manifest the file returned, validated; a manifest is a pure function of the file's
+    /// bytes, so an unchanged file need not be asked again.
+    #[serde(default)]
+    pub manifest: Option<Manifest>,
 }
 
 /// A library that passed every check. Libraries are never unloaded (abi_stable does not support
@@ -209,12 +213,21 @@ pub fn load(path: &Path, expect: Expectation<'_>) -> Result<LoadedLibrary, Strin
         path.display()
     );
 
-    let manifest_json = call("manifest", || (module.manifest())())?;
-    let manifest: Manifest = serde_json::from_str(&manifest_json)
-        .map_err(|e| format!("the plugin returned a malformed manifest: {e}"))?;
-    manifest
-        .validate()
-        .map_err(|e| format!("invalid manifest: {e}"))?;
+    let known_manifest = previous
+        .filter(|_| layout_known_good)
+        .and_then(|p| p.manifest.clone());
+    let manifest = match known_manifest {
+        Some(manifest) => manifest,
+        None => {
+            let manifest_json = call("manifest", || (module.manifest())())?;
+            let manifest: Manifest = serde_json::from_str(&manifest_json)
+                .map_err(|e| format!("the plugin returned a malformed manifest: {e}"))?;
+            manifest
+                .validate()
+                .map_err(|e| format!("invalid manifest: {e}"))?;
+            manifest
+        }
+    };
     if manifest.api_version != api_version {
         return Err(format!(
             "the manifest says diffy-plugin-api {} but the library exports {api_version}",
@@ -239,12 +252,13 @@ pub fn load(path: &Path, expect: Expectation<'_>) -> Result<LoadedLibrary, Strin
     );
     Ok(LoadedLibrary {
         path: path.to_path_buf(),
-        manifest,
         verified: Verified {
             file: identity,
             sha256,
             layout_checked_by: exe,
+            manifest: Some(manifest.clone()),
         },
+        manifest,
         module,
     })
 }

@@ -104,6 +104,14 @@ impl Env {
         command
     }
 
+    /// `diffy plugin install LIBRARY`, which must succeed.
+    pub fn install(&self, library: impl AsRef<std::ffi::OsStr>) {
+        self.diffy(["plugin", "install"])
+            .arg(library)
+            .assert()
+            .success();
+    }
+
     /// The registry's text, or `None` if there is no registry.
     pub fn registry_text(&self) -> Option<String> {
         std::fs::read_to_string(self.config.path().join("plugins.json")).ok()

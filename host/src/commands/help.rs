@@ -46,9 +46,17 @@ fn plugin_command(component: &diffy_plugin_api::Component, plugin: &str) -> clap
     command
 }
 
+/// The catalog, or none with a warning: a broken registry must not take help away.
+fn catalog_or_built_ins(settings: &Settings) -> Catalog {
+    Catalog::build(settings).unwrap_or_else(|error| {
+        eprintln!("warning: {error}; plugin commands are not listed");
+        Catalog::default()
+    })
+}
+
 /// Print help for the root or for the command named by `path`.
 pub fn run(settings: &Settings, path: &[String]) -> Result<u8> {
-    let catalog = Catalog::build(settings)?;
+    let catalog = catalog_or_built_ins(settings);
     if let Some(namespace) = path.first()
         && let Some(plugin) = catalog
             .owners(ComponentKind::CliCommand, namespace)
@@ -82,7 +90,7 @@ pub fn run(settings: &Settings, path: &[String]) -> Result<u8> {
 
 /// Print a completion script for `shell`.
 pub fn completions(settings: &Settings, shell: clap_complete::Shell) -> Result<u8> {
-    let catalog = Catalog::build(settings)?;
+    let catalog = catalog_or_built_ins(settings);
     let mut root = command_with_plugins(&catalog);
     clap_complete::generate(shell, &mut root, "diffy", &mut std::io::stdout());
     Ok(0)

@@ -3,7 +3,7 @@
 use comfy_table::{ContentArrangement, Table, presets};
 use diffy::Result;
 use diffy::activation::Activator;
-use diffy::catalog::{Catalog, KnownPlugin};
+use diffy::catalog::{Catalog, Conflict, KnownPlugin};
 use diffy::config::Settings;
 use diffy::error::Error;
 use diffy::install::{self, InstallOptions, InstallOutcome};
@@ -138,17 +138,14 @@ fn new_table(header: &[&str]) -> Table {
     table
 }
 
-fn status_line(catalog: &Catalog, plugin: &KnownPlugin) -> String {
-    let conflicts: Vec<String> = catalog
-        .conflicts()
-        .into_iter()
-        .filter(|c| c.plugins.contains(&plugin.name))
-        .map(|c| c.describe())
-        .collect();
-    match (&plugin.error, conflicts.first()) {
-        (Some(_), _) => plugin.status(),
-        (None, Some(conflict)) => format!("error: {conflict}"),
-        (None, None) => plugin.status(),
+/// `known`, or `error: …` for a plugin that failed to load or is part of a conflict.
+fn status_line(conflicts: &[Conflict], plugin: &KnownPlugin) -> String {
+    match (
+        &plugin.error,
+        conflicts.iter().find(|c| c.plugins.contains(&plugin.name)),
+    ) {
+        (None, Some(conflict)) => format!("error: {}", conflict.describe()),
+        _ => plugin.status(),
     }
 }
 
@@ -160,13 +157,14 @@ fn list(settings: &Settings, format: Format) -> Result<u8> {
         );
     }
     let catalog = Catalog::build(settings)?;
+    let conflicts = catalog.conflicts();
     let rows = catalog.plugins.iter().map(|p| {
         let manifest = p.manifest.as_ref();
         (
             p,
             manifest.map(|m| m.api_version.clone()).unwrap_or_default(),
             manifest.map(|m| m.description.clone()).unwrap_or_default(),
-            status_line(&catalog, p),
+            status_line(&conflicts, p),
         )
     });
     match format {
