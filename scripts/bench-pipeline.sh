@@ -41,36 +41,13 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-ensure_tool() { # ensure_tool COMMAND DEBIAN_PACKAGE
-  command -v "$1" >/dev/null 2>&1 && return
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "== installing $2" >&2
-    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
-  else
-    echo "error: $1 is not installed (Debian package $2)" >&2
-    exit 1
-  fi
-}
+# shellcheck source=scripts/bench-lib.sh
+. "$repo/scripts/bench-lib.sh"
 ensure_tool hyperfine hyperfine
 ensure_tool python3 python3
 ensure_tool /usr/bin/time time
 
-umask 022
-target="${CARGO_TARGET_DIR:-$repo/target}"
-bin="$target/release"
-if [ "$build" = 1 ]; then
-  echo "== cargo build --release" >&2
-  (cd "$repo" && cargo build --release --quiet -p diffy -p diffy-local)
-fi
-diffy="$bin/diffy"
-for file in "$diffy" "$bin/libdiffy_local.so"; do
-  [ -f "$file" ] || { echo "error: $file is missing; build with cargo build --release" >&2; exit 1; }
-done
-export DIFFY_BUNDLED_PLUGINS_DIR="$bin"
-unset DIFFY_CONFIG_DIR RUST_LOG RUST_BACKTRACE LD_DEBUG
-
-cache="${DIFFY_BENCH_CACHE:-${TMPDIR:-/tmp}/diffy-bench}"
-mkdir -p "$cache"
+release_build diffy-local
 out="${out:-$cache/results/pipeline-$(date -u +%Y%m%dT%H%M%SZ)}"
 mkdir -p "$out"
 work="$(mktemp -d "$cache/pipeline-run.XXXXXX")"

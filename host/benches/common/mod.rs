@@ -55,26 +55,8 @@ pub fn library(package: &str) -> PathBuf {
     profile_dir().join(diffy::config::library_file_name(package))
 }
 
-/// Overwrite every 40-byte slot that starts with `default` and is padded with `_`.
-pub fn patch_slot(bytes: &mut [u8], default: &str, value: &str) {
-    assert!(value.len() <= 40, "slot values are at most 40 bytes");
-    let mut slot = default.as_bytes().to_vec();
-    slot.resize(40, b'_');
-    let mut replacement = value.as_bytes().to_vec();
-    replacement.resize(40, b'_');
-    let mut found = 0;
-    let mut at = 0;
-    while let Some(offset) = bytes[at..].windows(40).position(|w| w == slot.as_slice()) {
-        let start = at + offset;
-        bytes[start..start + 40].copy_from_slice(&replacement);
-        at = start + 40;
-        found += 1;
-    }
-    assert!(
-        found > 0,
-        "slot {default:?} not found in the fixture library"
-    );
-}
+/// The fixture's slot patching, shared with the end-to-end tests.
+pub use diffy_e2e::patch_slot;
 
 /// The fixture library's bytes patched into plugin `name` with CLI namespace `namespace` and
 /// interface slug `slug` (the order matters: the name slot contains the namespace's default).

@@ -1,0 +1,36 @@
+# Shared by bench-process.sh and bench-pipeline.sh (sourced, not run). Expects $repo and $build.
+
+# ensure_tool COMMAND DEBIAN_PACKAGE: install the package when the command is missing (as root).
+ensure_tool() {
+  command -v "$1" >/dev/null 2>&1 && return
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "== installing $2" >&2
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+  else
+    echo "error: $1 is not installed (Debian package $2)" >&2
+    exit 1
+  fi
+}
+
+# release_build PACKAGE...: build diffy and the plugin packages (unless --no-build), check the
+# libraries are there, and set $bin, $diffy and $cache and the environment every benchmark uses.
+release_build() {
+  # Libraries in group- or world-writable directories are refused by the loader.
+  umask 022
+  local target="${CARGO_TARGET_DIR:-$repo/target}" package file
+  bin="$target/release"
+  if [ "$build" = 1 ]; then
+    echo "== cargo build --release" >&2
+    (cd "$repo" && cargo build --release --quiet -p diffy $(for package in "$@"; do printf -- '-p %s ' "$package"; done))
+  fi
+  diffy="$bin/diffy"
+  for package in "$@"; do
+    file="$bin/lib${package//-/_}.so"
+    [ -f "$file" ] || { echo "error: $file is missing; build with cargo build --release" >&2; exit 1; }
+  done
+  [ -f "$diffy" ] || { echo "error: $diffy is missing; build with cargo build --release" >&2; exit 1; }
+  export DIFFY_BUNDLED_PLUGINS_DIR="$bin"
+  unset DIFFY_CONFIG_DIR RUST_LOG RUST_BACKTRACE LD_DEBUG
+  cache="${DIFFY_BENCH_CACHE:-${TMPDIR:-/tmp}/diffy-bench}"
+  mkdir -p "$cache"
+}
