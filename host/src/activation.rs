@@ -90,6 +90,11 @@ impl Activator {
             ))
         })?;
         if previous.as_ref() != Some(&loaded.verified) {
+            tracing::debug!(
+                had_record = previous.is_some(),
+                "saving the verification record of {}",
+                plugin.library.display()
+            );
             let record = serde_json::to_vec(&loaded.verified).expect("records serialise");
             if let Err(e) = write_atomically(&record_path, &record) {
                 tracing::debug!("cannot save the verification record: {e}");
