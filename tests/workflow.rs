@@ -46,6 +46,21 @@ fn evidence_args(dir: &Path, analysis: &str) -> Vec<String> {
     ]
 }
 
+/// `diffy new analysis localhost --option COMMANDS --format json`.
+fn analyse_this_host(env: &Env, commands: &str) -> std::process::Output {
+    env.diffy([
+        "new",
+        "analysis",
+        "localhost",
+        "--option",
+        commands,
+        "--format",
+        "json",
+    ])
+    .output()
+    .unwrap()
+}
+
 /// The first host's diff for `command`.
 fn command_diff(report: &Value, command: &str) -> Value {
     report["hosts"][0]["commands"]
@@ -80,36 +95,14 @@ fn baseline_then_analysis_of_this_host_shows_a_change() {
         );
 
     // Unchanged: nothing to report.
-    let same = env
-        .diffy([
-            "new",
-            "analysis",
-            "localhost",
-            "--option",
-            &commands,
-            "--format",
-            "json",
-        ])
-        .output()
-        .unwrap();
+    let same = analyse_this_host(&env, &commands);
     let report = report_of(&same);
     assert_eq!(report["analysis"], "local-simple");
     assert_eq!(report["hosts"][0]["score"], 0.0);
 
     // A change on the host between baseline and analysis shows up, row by row.
     std::fs::write(&marker, "alpha\ngamma\n").unwrap();
-    let changed = env
-        .diffy([
-            "new",
-            "analysis",
-            "localhost",
-            "--option",
-            &commands,
-            "--format",
-            "json",
-        ])
-        .output()
-        .unwrap();
+    let changed = analyse_this_host(&env, &commands);
     let report = report_of(&changed);
     let marker_diff = command_diff(&report, "marker");
     assert_eq!(marker_diff["added"], serde_json::json!(["gamma"]));

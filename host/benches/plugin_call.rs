@@ -23,7 +23,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use diffy::loader::{self, Expectation, HostServices};
+use diffy::loader::HostServices;
 use diffy_plugin_api::{
     Analysis, AnalysisInput, Command, Persistence, Record, RecordStatus, Report, Result, anyhow,
 };
@@ -128,17 +128,8 @@ fn analysis_input(record: &Record) -> AnalysisInput {
 }
 
 fn calls(c: &mut Criterion) {
-    let path = common::library("diffy-fixture");
     let data = tempfile::tempdir().expect("temp dir");
-    let library = loader::load(
-        &path,
-        Expectation {
-            name: Some(common::FIXTURE_NAME),
-            sha256: None,
-            previous: None,
-        },
-    )
-    .expect("load the fixture");
+    let library = common::load_fixture();
     let mut options = Map::new();
     options.insert("mode".into(), json!("ok"));
     let services = || HostServices::new(common::FIXTURE_NAME, data.path().join("fixture"));

@@ -227,17 +227,8 @@ fn first_load(c: &mut Criterion) {
 }
 
 fn activate_again(c: &mut Criterion) {
-    let path = common::library("diffy-fixture");
     let data = tempfile::tempdir().expect("temp dir");
-    let library = loader::load(
-        &path,
-        Expectation {
-            name: Some(common::FIXTURE_NAME),
-            sha256: None,
-            previous: None,
-        },
-    )
-    .expect("load the fixture");
+    let library = common::load_fixture();
     let mut options = Map::new();
     options.insert("mode".into(), json!("ok"));
     let no_options: Map<String, Value> = Map::new();

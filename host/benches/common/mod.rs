@@ -55,6 +55,15 @@ pub fn library(package: &str) -> PathBuf {
     profile_dir().join(diffy::config::library_file_name(package))
 }
 
+/// The unpatched fixture library, loaded once through diffy's loader (no digest, no record).
+pub fn load_fixture() -> diffy::loader::LoadedLibrary {
+    let expect = diffy::loader::Expectation {
+        name: Some(FIXTURE_NAME),
+        ..Default::default()
+    };
+    diffy::loader::load(&library("diffy-fixture"), expect).expect("load the fixture")
+}
+
 /// The fixture's slot patching, shared with the end-to-end tests.
 pub use diffy_e2e::patch_slot;
 
