@@ -98,7 +98,7 @@ const KILLS: u32 = 24;
 #[test]
 fn install_killed_at_any_moment() {
     let probe = Env::new();
-    let lib = probe.fixture_with("diffy-crashy", "crashy", "crashy", "1.0.0", "^0.1");
+    let lib = probe.fixture_with("diffy-crashy", "crashy", "crashy", "1.0.0", "^0.2");
     let total = duration_of(diffy_process(
         probe.config_dir(),
         &["plugin", "install", lib.to_str().unwrap()],
@@ -126,8 +126,8 @@ fn install_killed_at_any_moment() {
 #[test]
 fn update_killed_at_any_moment() {
     let probe = Env::new();
-    let v1 = probe.fixture_with("diffy-crashy", "crashy", "crashy", "1.0.0", "^0.1");
-    let v2 = probe.fixture_with("diffy-crashy", "crashy", "crashy", "2.0.0", "^0.1");
+    let v1 = probe.fixture_with("diffy-crashy", "crashy", "crashy", "1.0.0", "^0.2");
+    let v2 = probe.fixture_with("diffy-crashy", "crashy", "crashy", "2.0.0", "^0.2");
     probe
         .diffy(["plugin", "install"])
         .arg(&v1)
@@ -163,7 +163,7 @@ fn update_killed_at_any_moment() {
 #[test]
 fn uninstall_killed_at_any_moment() {
     let probe = Env::new();
-    let lib = probe.fixture_with("diffy-crashy", "crashy", "crashy", "1.0.0", "^0.1");
+    let lib = probe.fixture_with("diffy-crashy", "crashy", "crashy", "1.0.0", "^0.2");
     probe
         .diffy(["plugin", "install"])
         .arg(&lib)
@@ -197,7 +197,7 @@ fn mixed_concurrent_operations_lose_nothing_reported_done() {
                 &format!("old{i}"),
                 &format!("old{i}"),
                 "1.0.0",
-                "^0.1",
+                "^0.2",
             )
         })
         .collect();
@@ -208,7 +208,7 @@ fn mixed_concurrent_operations_lose_nothing_reported_done() {
                 &format!("old{i}"),
                 &format!("old{i}"),
                 "2.0.0",
-                "^0.1",
+                "^0.2",
             )
         })
         .collect();
@@ -219,7 +219,7 @@ fn mixed_concurrent_operations_lose_nothing_reported_done() {
                 &format!("new{i}"),
                 &format!("new{i}"),
                 "1.0.0",
-                "^0.1",
+                "^0.2",
             )
         })
         .collect();

@@ -248,9 +248,10 @@ fn unsupported_host_version_is_refused() {
         .arg(&future)
         .assert()
         .code(2)
-        .stderr(predicate::str::contains(
-            "supports diffy >=9.0, but this is diffy 0.1.0",
-        ));
+        .stderr(predicate::str::contains(format!(
+            "supports diffy >=9.0, but this is diffy {}",
+            env!("CARGO_PKG_VERSION")
+        )));
 }
 
 #[test]

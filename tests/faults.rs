@@ -321,22 +321,18 @@ fn truncated_empty_and_foreign_architecture_libraries_are_refused() {
 fn libraries_built_against_another_api_version_are_refused() {
     let env = Env::new();
     let real = std::fs::read(library("diffy-sweeten")).unwrap();
-    for (version, expected) in [
-        (
-            "0.2.0",
-            "built against diffy-plugin-api 0.2.0, but this diffy uses 0.1.0",
-        ),
-        (
-            "1.1.0",
-            "built against diffy-plugin-api 1.1.0, but this diffy uses 0.1.0",
-        ),
-    ] {
-        // Rewrite the version the pre-check symbol returns (a NUL-terminated "0.1.0").
+    let api = diffy_plugin_api::API_VERSION;
+    for version in ["0.1.0", "1.1.0"] {
+        let expected = format!(
+            "built against diffy-plugin-api {version}, but this diffy uses {api}, another API \
+             series; rebuild the plugin against diffy-plugin-api 0.2"
+        );
+        // Rewrite the version the pre-check symbol returns (a NUL-terminated API version).
         let mut bytes = real.clone();
-        let needle = b"0.1.0\0";
+        let needle = format!("{api}\0").into_bytes();
         let at = bytes
             .windows(needle.len())
-            .position(|w| w == needle)
+            .position(|w| w == needle.as_slice())
             .expect("the API version C string");
         bytes[at..at + 5].copy_from_slice(version.as_bytes());
         let path = env
@@ -349,7 +345,7 @@ fn libraries_built_against_another_api_version_are_refused() {
                 .arg(&path)
                 .output()
                 .unwrap(),
-            expected,
+            &expected,
         );
     }
     assert!(env.registry_text().is_none());

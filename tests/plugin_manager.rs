@@ -116,21 +116,21 @@ fn another_version_needs_update_or_force() {
         "versioned",
         "versioned-slug",
         "1.0.0",
-        "^0.1",
+        "^0.2",
     );
     let v2 = env.fixture_with(
         "diffy-versioned",
         "versioned",
         "versioned-slug",
         "2.0.0",
-        "^0.1",
+        "^0.2",
     );
     let v3 = env.fixture_with(
         "diffy-versioned",
         "versioned",
         "versioned-slug",
         "3.0.0",
-        "^0.1",
+        "^0.2",
     );
     env.install(&v1);
     env.diffy(["plugin", "install"])
@@ -265,7 +265,7 @@ fn list_in_table_and_json() {
         .unwrap();
     assert_eq!(sweeten["version"], "0.1.0");
     assert_eq!(sweeten["via"], "installed");
-    assert_eq!(sweeten["api_version"], "0.1.0");
+    assert_eq!(sweeten["api_version"], diffy_plugin_api::API_VERSION);
     assert_eq!(sweeten["status"], "known");
     assert!(sweeten["description"].as_str().unwrap().contains("spoons"));
 }

@@ -23,9 +23,11 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use diffy::loader::HostServices;
+use diffy::component::{AnalysisHandle, PersistenceHandle};
+use diffy::services::HostServices;
 use diffy_plugin_api::{
-    Analysis, AnalysisInput, Command, Persistence, Record, RecordStatus, Report, Result, anyhow,
+    Analysis, AnalysisInput, Command, ComponentKind, Persistence, Record, RecordStatus, Report,
+    Result, anyhow,
 };
 use serde_json::{Map, json};
 
@@ -134,10 +136,22 @@ fn calls(c: &mut Criterion) {
     options.insert("mode".into(), json!("ok"));
     let services = || HostServices::new(common::FIXTURE_NAME, data.path().join("fixture"));
     let plugin_persistence = library
-        .activate_persistence(common::FIXTURE_SLUG, services(), &options)
+        .activate(
+            ComponentKind::Persistence,
+            common::FIXTURE_SLUG,
+            services(),
+            &options,
+        )
+        .map(PersistenceHandle::from)
         .expect("activate persistence");
     let plugin_analysis = library
-        .activate_analysis(common::FIXTURE_SLUG, services(), &options)
+        .activate(
+            ComponentKind::Analysis,
+            common::FIXTURE_SLUG,
+            services(),
+            &options,
+        )
+        .map(AnalysisHandle::from)
         .expect("activate analysis");
     let local_persistence: Box<dyn Persistence> = Box::new(Misbehave { mode: "ok".into() });
     let local_analysis: Box<dyn Analysis> = Box::new(Misbehave { mode: "ok".into() });

@@ -21,7 +21,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
-use diffy::loader::{self, Expectation, FileIdentity, HostServices, Verified};
+use diffy::loader::{self, Expectation, FileIdentity, Verified};
+use diffy::services::HostServices;
+use diffy_plugin_api::ComponentKind;
 use diffy_plugin_api::documents::sha256_hex;
 use serde_json::{Map, Value, json};
 
@@ -148,7 +150,12 @@ fn load_and_activate(copy: &Copy, previous: Option<&Verified>, data: &Path) -> V
     )
     .unwrap_or_else(|e| panic!("load {}: {e}", copy.path.display()));
     let command = library
-        .activate_cli_command(&copy.namespace, services(&copy.name, data), &Map::new())
+        .activate(
+            ComponentKind::CliCommand,
+            &copy.namespace,
+            services(&copy.name, data),
+            &Map::new(),
+        )
         .expect("activate");
     black_box(command);
     library.verified.clone()
@@ -239,7 +246,8 @@ fn activate_again(c: &mut Criterion) {
     group.bench_function("cli_command", |b| {
         b.iter(|| {
             library
-                .activate_cli_command(
+                .activate(
+                    ComponentKind::CliCommand,
                     common::FIXTURE_NAMESPACE,
                     services(common::FIXTURE_NAME, data.path()),
                     &no_options,
@@ -250,7 +258,8 @@ fn activate_again(c: &mut Criterion) {
     group.bench_function("persistence", |b| {
         b.iter(|| {
             library
-                .activate_persistence(
+                .activate(
+                    ComponentKind::Persistence,
                     common::FIXTURE_SLUG,
                     services(common::FIXTURE_NAME, data.path()),
                     &options,

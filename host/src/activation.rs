@@ -15,14 +15,16 @@ use diffy_plugin_api::{Component, ComponentKind};
 use serde_json::{Map, Value};
 
 use crate::catalog::{Catalog, KnownPlugin, resolve_owner};
+use crate::component::{
+    AnalysisHandle, CliCommandHandle, CollectionHandle, ComponentHandle, PayloadHandle,
+    PersistenceHandle, TargetHandle,
+};
 use crate::config::Settings;
 use crate::error::{Error, Result};
-use crate::loader::{
-    self, AnalysisHandle, CliCommandHandle, CollectionHandle, Expectation, HostServices,
-    LoadedLibrary, PayloadHandle, PersistenceHandle, TargetHandle, Verified,
-};
+use crate::loader::{self, Expectation, LoadedLibrary, Verified};
 use crate::manifest_cache;
 use crate::registry::write_atomically;
+use crate::services::HostServices;
 
 /// Loads plugins on demand for one process.
 pub struct Activator {
@@ -123,7 +125,24 @@ impl Activator {
     pub fn cli_command(&mut self, namespace: &str) -> Result<CliCommandHandle> {
         let owner = self.owner(ComponentKind::CliCommand, namespace)?;
         let library = self.load(&owner)?;
-        library.activate_cli_command(namespace, self.services(&owner.name), &Map::new())
+        let services = self.services(&owner.name);
+        library
+            .activate(ComponentKind::CliCommand, namespace, services, &Map::new())
+            .map(CliCommandHandle::from)
+    }
+
+    /// Activate the interface component of `kind` named `slug`, with `options` validated against
+    /// its schema and completed with its defaults here.
+    pub fn activate(
+        &mut self,
+        kind: ComponentKind,
+        slug: &str,
+        options: &Map<String, Value>,
+    ) -> Result<ComponentHandle> {
+        let options = self.resolve_options(kind, slug, options)?;
+        let owner = self.owner(kind, slug)?;
+        let library = self.load(&owner)?;
+        library.activate(kind, slug, self.services(&owner.name), &options)
     }
 
     /// The declaration of an interface component, from the cached manifest (no library opened).
@@ -161,10 +180,7 @@ macro_rules! activate_interface {
         impl Activator {$(
             $(#[$doc])*
             pub fn $method(&mut self, slug: &str, options: &Map<String, Value>) -> Result<$handle> {
-                let options = self.resolve_options(ComponentKind::$kind, slug, options)?;
-                let owner = self.owner(ComponentKind::$kind, slug)?;
-                let library = self.load(&owner)?;
-                library.$method(slug, self.services(&owner.name), &options)
+                self.activate(ComponentKind::$kind, slug, options).map($handle::from)
             }
         )*}
     };

@@ -10,6 +10,7 @@
 
 pub mod activation;
 pub mod catalog;
+pub mod component;
 pub mod config;
 pub mod error;
 pub mod install;
@@ -18,6 +19,7 @@ pub mod manifest_cache;
 pub mod package;
 pub mod registry;
 pub mod scaffold;
+pub mod services;
 pub mod workflow;
 
 pub use error::{Error, Result};

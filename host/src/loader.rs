@@ -7,32 +7,29 @@
 //! one module per type) → manifest, name and host-version checks. Each failure is one line; the
 //! full abi_stable layout report is logged at debug level (`-vv`).
 //!
-//! Activation returns safe handles whose methods speak the document types of `diffy-plugin-api`
-//! and turn plugin errors and panics into [`Error::Plugin`] messages naming plugin and component.
+//! Activation returns a [`ComponentHandle`] whose calls travel into the library through abi_stable's
+//! trait object; [`crate::component`] does the rest (method checks, documents, messages).
 
 use std::ffi::{CStr, c_char};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use abi_stable::library::{LibraryError, lib_header_from_path};
 use abi_stable::sabi_trait::TD_Opaque;
-use abi_stable::std_types::{ROption, RResult, RStr, RString, RVec};
+use abi_stable::std_types::{RResult, RSlice, RStr, RVec};
 use diffy_plugin_api::documents::sha256_hex;
 use diffy_plugin_api::ffi::{
-    API_VERSION_SYMBOL, AnalysisBox, CliCommandBox, CollectionBox, FfiError, HostBox, HostFfi,
-    HostFfi_TO, LogLevel, PayloadBox, PersistenceBox, PluginModuleRef, TargetBox,
+    API_VERSION_SYMBOL, CallStatus, ComponentBox, FfiError, HostBox, HostFfi, HostFfi_TO,
+    PluginModuleRef,
 };
-use diffy_plugin_api::{
-    AnalysisInput, Command, ComponentKind, Manifest, Record, Report, TargetInfo, is_api_compatible,
-};
-use indicatif::{ProgressBar, ProgressStyle};
-use serde::de::DeserializeOwned;
+use diffy_plugin_api::{ComponentKind, Manifest, is_api_compatible};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::component::{CallFailure, ComponentHandle, Label, Transport, one_line};
 use crate::config::HOST_VERSION;
 use crate::error::{Error, Result};
+use crate::services::HostServices;
 
 /// What the caller knows about a library before loading it.
 #[derive(Debug, Default, Clone, Copy)]
@@ -433,10 +430,14 @@ fn precheck_api_version(path: &Path) -> Result<(String, libloading::Library), St
     let host_api =
         semver::Version::parse(diffy_plugin_api::API_VERSION).expect("own version parses");
     if !is_api_compatible(&plugin_api, &host_api) {
+        let series = if host_api.major == 0 {
+            format!("0.{}", host_api.minor)
+        } else {
+            host_api.major.to_string()
+        };
         return Err(format!(
-            "built against diffy-plugin-api {plugin_api}, but this diffy uses {host_api}; rebuild \
-             the plugin against diffy-plugin-api {}.{}",
-            host_api.major, host_api.minor
+            "built against diffy-plugin-api {plugin_api}, but this diffy uses {host_api}, another \
+             API series; rebuild the plugin against diffy-plugin-api {series}"
         ));
     }
     Ok((version, library))
@@ -463,10 +464,6 @@ fn describe_library_error(error: LibraryError) -> String {
     }
 }
 
-fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
 fn check_host_requirement(manifest: &Manifest) -> Result<(), String> {
     let requirement = semver::VersionReq::parse(&manifest.host_requirement)
         .map_err(|e| format!("invalid host requirement: {e}"))?;
@@ -481,10 +478,10 @@ fn check_host_requirement(manifest: &Manifest) -> Result<(), String> {
     }
 }
 
-/// Call a plugin function that returns an `FfiResult`, turning its error into a message.
+/// Call `manifest` or another root-module function, turning its error into a message.
 fn call<T>(what: &str, f: impl FnOnce() -> RResult<T, FfiError>) -> Result<T, String> {
     f().into_result().map_err(|e| {
-        if e.panicked {
+        if e.status == CallStatus::PANICKED {
             format!("panicked in {what}: {}", e.message)
         } else {
             format!("{what} failed: {}", e.message)
@@ -492,298 +489,107 @@ fn call<T>(what: &str, f: impl FnOnce() -> RResult<T, FfiError>) -> Result<T, St
     })
 }
 
-/// Which component of which plugin a handle belongs to, for messages.
-#[derive(Debug, Clone)]
-pub struct Label {
-    /// The plugin's name.
-    pub plugin: String,
-    /// The component's kind.
-    pub kind: ComponentKind,
-    /// The component's name.
-    pub name: String,
-}
-
-impl Label {
-    fn error(&self, error: FfiError) -> Error {
-        let verb = if error.panicked {
-            "panicked in"
-        } else {
-            "failed in"
+impl LoadedLibrary {
+    /// Construct the component of `kind` named `name` with `options` (already validated against
+    /// its schema and completed with its defaults), served by `services`.
+    pub fn activate(
+        &self,
+        kind: ComponentKind,
+        name: &str,
+        services: HostServices,
+        options: &Map<String, Value>,
+    ) -> Result<ComponentHandle> {
+        let label = Label {
+            plugin: self.manifest.name.clone(),
+            kind,
+            name: name.to_string(),
         };
-        Error::Plugin(format!(
-            "plugin {} {verb} {} {}: {}",
-            self.plugin,
-            self.kind,
-            self.name,
-            one_line(&error.message)
+        let started = Instant::now();
+        let host: HostBox = HostFfi_TO::from_value(ServicesAdapter(services), TD_Opaque);
+        let options = serde_json::to_vec(options).expect("options serialise");
+        let activate = self.module.activate();
+        let component = activate(
+            RStr::from_str(kind.as_str()),
+            RStr::from_str(name),
+            host,
+            RSlice::from_slice(&options),
+        )
+        .into_result()
+        .map_err(|e| {
+            let verb = if e.status == CallStatus::PANICKED {
+                "panicked while activating"
+            } else {
+                "failed to activate"
+            };
+            Error::Plugin(format!(
+                "plugin {} {verb} {kind} {name}: {}",
+                label.plugin,
+                one_line(&e.message)
+            ))
+        })?;
+        tracing::info!(
+            plugin = %label.plugin,
+            component = %format!("{kind} {name}"),
+            activate_us = started.elapsed().as_micros() as u64,
+            "activated component"
+        );
+        Ok(ComponentHandle::new(
+            label,
+            &self.manifest,
+            Box::new(InProcess { component }),
         ))
     }
-
-    fn decode<T: DeserializeOwned>(&self, text: &str) -> Result<T> {
-        serde_json::from_str(text).map_err(|e| {
-            Error::Plugin(format!(
-                "plugin {} returned a malformed document from {} {}: {e}",
-                self.plugin, self.kind, self.name
-            ))
-        })
-    }
-
-    fn check<T>(&self, result: RResult<T, FfiError>) -> Result<T> {
-        result.into_result().map_err(|e| self.error(e))
-    }
 }
 
-fn encode<T: serde::Serialize + ?Sized>(value: &T) -> String {
-    serde_json::to_string(value).expect("documents serialise")
+/// A component in a library loaded into this process.
+struct InProcess {
+    component: ComponentBox,
 }
 
-fn incident_arg(incident: Option<&str>) -> ROption<RStr<'_>> {
-    incident.map(RStr::from_str).into()
-}
-
-macro_rules! activate_method {
-    ($method:ident, $field:ident, $kind:ident, $handle:ident) => {
-        /// Construct the named component with `options` (already validated against its schema).
-        pub fn $method(&self, name: &str, services: HostServices, options: &Map<String, Value>) -> Result<$handle> {
-            let label = Label {
-                plugin: self.manifest.name.clone(),
-                kind: ComponentKind::$kind,
-                name: name.to_string(),
-            };
-            let started = Instant::now();
-            let host: HostBox = HostFfi_TO::from_value(services, TD_Opaque);
-            let options = encode(options);
-            let result = (self.module.$field())(RStr::from_str(name), host, RStr::from_str(&options));
-            let inner = result.into_result().map_err(|e| {
-                let verb = if e.panicked { "panicked while activating" } else { "failed to activate" };
-                Error::Plugin(format!(
-                    "plugin {} {verb} {} {}: {}",
-                    label.plugin, label.kind, label.name, one_line(&e.message)
-                ))
-            })?;
-            tracing::info!(
-                plugin = %label.plugin,
-                component = %format!("{} {}", label.kind, label.name),
-                activate_us = started.elapsed().as_micros() as u64,
-                "activated component"
-            );
-            Ok($handle { inner, label })
-        }
-    };
-}
-
-impl LoadedLibrary {
-    activate_method!(
-        activate_cli_command,
-        activate_cli_command,
-        CliCommand,
-        CliCommandHandle
-    );
-    activate_method!(activate_target, activate_target, Target, TargetHandle);
-    activate_method!(activate_payload, activate_payload, Payload, PayloadHandle);
-    activate_method!(
-        activate_collection,
-        activate_collection,
-        Collection,
-        CollectionHandle
-    );
-    activate_method!(
-        activate_persistence,
-        activate_persistence,
-        Persistence,
-        PersistenceHandle
-    );
-    activate_method!(
-        activate_analysis,
-        activate_analysis,
-        Analysis,
-        AnalysisHandle
-    );
-}
-
-/// An activated CLI command.
-pub struct CliCommandHandle {
-    inner: CliCommandBox,
-    /// Which plugin and component this is.
-    pub label: Label,
-}
-
-impl CliCommandHandle {
-    /// Run with the arguments after the namespace; returns the exit code.
-    pub fn run(&self, args: &[String]) -> Result<i32> {
-        let args: RVec<RString> = args.iter().map(|a| RString::from(a.as_str())).collect();
-        self.label.check(self.inner.run(args))
-    }
-}
-
-/// An activated Target component.
-pub struct TargetHandle {
-    inner: TargetBox,
-    /// Which plugin and component this is.
-    pub label: Label,
-}
-
-impl TargetHandle {
-    /// Resolve `key` into targets.
-    pub fn get(&self, key: &str, incident: Option<&str>) -> Result<Vec<TargetInfo>> {
-        let json = self
-            .label
-            .check(self.inner.get(RStr::from_str(key), incident_arg(incident)))?;
-        self.label.decode(&json)
-    }
-}
-
-/// An activated Payload component.
-pub struct PayloadHandle {
-    inner: PayloadBox,
-    /// Which plugin and component this is.
-    pub label: Label,
-}
-
-impl PayloadHandle {
-    /// The commands to collect.
-    pub fn generate(&self, incident: Option<&str>) -> Result<Vec<Command>> {
-        let json = self
-            .label
-            .check(self.inner.generate(incident_arg(incident)))?;
-        self.label.decode(&json)
-    }
-}
-
-/// An activated Collection component.
-pub struct CollectionHandle {
-    inner: CollectionBox,
-    /// Which plugin and component this is.
-    pub label: Label,
-}
-
-impl CollectionHandle {
-    /// Collect records for `targets` × `commands`.
-    pub fn get(
-        &self,
-        targets: &[TargetInfo],
-        commands: &[Command],
-        incident: Option<&str>,
-    ) -> Result<Vec<Record>> {
-        let (targets, commands) = (encode(targets), encode(commands));
-        let json = self.label.check(self.inner.get(
-            RStr::from_str(&targets),
-            RStr::from_str(&commands),
-            incident_arg(incident),
-        ))?;
-        self.label.decode(&json)
-    }
-}
-
-/// An activated Persistence component.
-pub struct PersistenceHandle {
-    inner: PersistenceBox,
-    /// Which plugin and component this is.
-    pub label: Label,
-}
-
-impl PersistenceHandle {
-    /// The JSON text saved under `key`.
-    pub fn get(&self, key: &str) -> Result<Option<String>> {
-        let found = self.label.check(self.inner.get(RStr::from_str(key)))?;
-        Ok(found.into_option().map(RString::into_string))
-    }
-
-    /// Save JSON text under `key`.
-    pub fn save(&self, key: &str, document: &str) -> Result<()> {
-        self.label.check(
-            self.inner
-                .save(RStr::from_str(key), RStr::from_str(document)),
-        )
-    }
-
-    /// Keys under `prefix`.
-    pub fn list(&self, prefix: &str) -> Result<Vec<String>> {
-        let json = self.label.check(self.inner.list(RStr::from_str(prefix)))?;
-        self.label.decode(&json)
-    }
-}
-
-/// An activated Analysis component.
-pub struct AnalysisHandle {
-    inner: AnalysisBox,
-    /// Which plugin and component this is.
-    pub label: Label,
-}
-
-impl AnalysisHandle {
-    /// Run the analysis. The input is dropped once encoded, so the records are not held twice.
-    pub fn run(&self, input: AnalysisInput, incident: Option<&str>) -> Result<Report> {
-        let input = encode(&input);
-        let json = self.label.check(
-            self.inner
-                .run(RStr::from_str(&input), incident_arg(incident)),
-        )?;
-        self.label.decode(&json)
-    }
-}
-
-/// The services the host gives each activated component: logging into `tracing`, a data
-/// directory, and a progress bar drawn only on a terminal.
-#[derive(Clone)]
-pub struct HostServices {
-    plugin: String,
-    data_dir: PathBuf,
-    progress: Arc<Mutex<Option<ProgressBar>>>,
-}
-
-impl HostServices {
-    /// Services for `plugin`, whose state lives in `data_dir`.
-    pub fn new(plugin: &str, data_dir: PathBuf) -> Self {
-        HostServices {
-            plugin: plugin.to_string(),
-            data_dir,
-            progress: Arc::new(Mutex::new(None)),
+impl Transport for InProcess {
+    fn call(&self, method: &str, input: &[u8]) -> Result<Vec<u8>, CallFailure> {
+        let mut output = RVec::new();
+        let status = self.component.call(
+            RStr::from_str(method),
+            RSlice::from_slice(input),
+            &mut output,
+        );
+        let output = output.into_vec();
+        match status {
+            CallStatus::OK => Ok(output),
+            CallStatus::PANICKED => Err(CallFailure::Panicked(text(output))),
+            CallStatus::NO_SUCH_METHOD => Err(CallFailure::NoSuchMethod(text(output))),
+            _ => Err(CallFailure::Error(text(output))),
         }
     }
 }
 
-impl HostFfi for HostServices {
-    fn log(&self, level: LogLevel, message: RStr<'_>) {
-        let (plugin, message) = (self.plugin.as_str(), message.as_str());
-        match level {
-            LogLevel::Debug => tracing::debug!(plugin, "{message}"),
-            LogLevel::Info => tracing::info!(plugin, "{message}"),
-            LogLevel::Warn => tracing::warn!(plugin, "{message}"),
-            LogLevel::Error => tracing::error!(plugin, "{message}"),
-        }
-    }
+fn text(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
 
-    fn data_dir(&self) -> RString {
-        self.data_dir.to_string_lossy().into_owned().into()
-    }
+/// The host's services as the boundary's [`HostFfi`]: every call goes to [`HostServices::call`],
+/// and a panic there is caught before it could unwind into the plugin.
+struct ServicesAdapter(HostServices);
 
-    fn progress_start(&self, total: u64, message: RStr<'_>) {
-        let bar = ProgressBar::new(total)
-            .with_style(
-                ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {elapsed}")
-                    .expect("valid template")
-                    .progress_chars("=> "),
-            )
-            .with_message(message.as_str().to_string());
-        if let Ok(mut slot) = self.progress.lock() {
-            *slot = Some(bar);
-        }
-    }
-
-    fn progress_advance(&self, steps: u64) {
-        if let Ok(slot) = self.progress.lock()
-            && let Some(bar) = slot.as_ref()
-        {
-            bar.inc(steps);
-        }
-    }
-
-    fn progress_finish(&self) {
-        if let Ok(mut slot) = self.progress.lock()
-            && let Some(bar) = slot.take()
-        {
-            bar.finish_and_clear();
-        }
+impl HostFfi for ServicesAdapter {
+    fn call(&self, service: RStr<'_>, input: RSlice<'_, u8>, output: &mut RVec<u8>) -> CallStatus {
+        let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.0.call(service.as_str(), input.as_slice())
+        }));
+        let (status, bytes) = match answer {
+            Ok(Ok(bytes)) => (CallStatus::OK, bytes),
+            Ok(Err(CallFailure::NoSuchMethod(m))) => (CallStatus::NO_SUCH_METHOD, m.into_bytes()),
+            Ok(Err(CallFailure::Error(m) | CallFailure::Panicked(m) | CallFailure::Lost(m))) => {
+                (CallStatus::ERROR, m.into_bytes())
+            }
+            Err(_) => (
+                CallStatus::PANICKED,
+                b"the host panicked in a service".to_vec(),
+            ),
+        };
+        output.clear();
+        output.extend_from_slice(&bytes);
+        status
     }
 }

@@ -5,7 +5,7 @@
 //! using `diffy-plugin-harness`, a README for the author and a `.gitignore`. It declares its own
 //! empty `[workspace]`, so creating it inside another workspace's tree does not attach it there.
 //!
-//! Dependencies are by version (`diffy-plugin-api = "0.1"`, and the harness likewise), or with
+//! Dependencies are by version (`diffy-plugin-api = "0.2"`, and the harness likewise), or with
 //! [`NewPlugin::api_path`] by path: the API crate at that path and the harness beside it
 //! (`<api path>/../plugin-harness`), which is how a diffy checkout is used before the crates are
 //! published.
@@ -320,8 +320,8 @@ mod tests {
         assert_eq!(made.namespace, "hello");
         assert_eq!(made.analysis, "hello-watch");
         let cargo = fs::read_to_string(dir.join("Cargo.toml")).unwrap();
-        assert!(cargo.contains("diffy-plugin-api = \"0.1\""), "{cargo}");
-        assert!(cargo.contains("diffy-plugin-harness = \"0.1\""), "{cargo}");
+        assert!(cargo.contains("diffy-plugin-api = \"0.2\""), "{cargo}");
+        assert!(cargo.contains("diffy-plugin-harness = \"0.2\""), "{cargo}");
         assert!(cargo.contains("\n[workspace]\n"), "{cargo}");
         let lib = fs::read_to_string(dir.join("src/lib.rs")).unwrap();
         assert!(lib.contains("Component::named(\"hello\""), "{lib}");

@@ -22,8 +22,8 @@ use indicatif::ProgressBar;
 use serde_json::{Map, Value};
 
 use crate::activation::Activator;
+use crate::component::{CollectionHandle, Label, PayloadHandle, PersistenceHandle, TargetHandle};
 use crate::error::{Error, Result};
-use crate::loader::{CollectionHandle, Label, PayloadHandle, PersistenceHandle, TargetHandle};
 
 /// The slugs of the five components a run uses.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,13 +4,16 @@
 use std::fmt::Display;
 use std::sync::Arc;
 
-use abi_stable::std_types::RStr;
+use abi_stable::std_types::{RSlice, RStr, RVec};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::documents::{AnalysisInput, Command, Record, Report, TargetInfo};
-use crate::ffi::{HostBox, LogLevel};
-use crate::manifest::{Component, ComponentKind, Manifest};
+use crate::ffi::{CallStatus, HostBox};
+use crate::manifest::{Component, ComponentKind, Manifest, Permission};
+use crate::protocol::methods_of;
+use crate::protocol::services::{self, LogLevel};
 
 /// The result type of every plugin method: any error converts into [`anyhow::Error`].
 pub type Result<T, E = anyhow::Error> = std::result::Result<T, E>;
@@ -80,8 +83,22 @@ impl Host {
         }
     }
 
+    /// Call a host service; `None` when it failed or this host lacks it (an older host), in which
+    /// case the caller degrades.
+    fn call(&self, service: &str, input: &impl Serialize) -> Option<RVec<u8>> {
+        let input = serde_json::to_vec(input).ok()?;
+        let mut output = RVec::new();
+        let status = self.inner.call(
+            RStr::from_str(service),
+            RSlice::from_slice(&input),
+            &mut output,
+        );
+        (status == CallStatus::OK).then_some(output)
+    }
+
     fn log(&self, level: LogLevel, message: impl Display) {
-        self.inner.log(level, RStr::from_str(&message.to_string()));
+        let message = message.to_string();
+        self.call(services::LOG, &services::Log { level, message });
     }
 
     /// Log detail shown with `-vv`.
@@ -105,14 +122,22 @@ impl Host {
     }
 
     /// A directory the plugin may keep state in (`<config dir>/data/<plugin name>`). It may not
-    /// exist yet: create it before writing.
+    /// exist yet: create it before writing. Every host of the series answers this; should one
+    /// fail to, the plugin gets a directory under the system's temporary directory.
     pub fn data_dir(&self) -> std::path::PathBuf {
-        self.inner.data_dir().into_string().into()
+        self.call(services::DATA_DIR, &Map::new())
+            .and_then(|output| serde_json::from_slice::<services::DataDir>(&output).ok())
+            .map(|dir| dir.path.into())
+            .unwrap_or_else(|| std::env::temp_dir().join("diffy-plugin-data"))
     }
 
     /// Show a progress bar of `total` steps until the returned guard is dropped.
     pub fn progress(&self, total: u64, message: &str) -> Progress {
-        self.inner.progress_start(total, RStr::from_str(message));
+        let start = services::ProgressStart {
+            total,
+            message: message.to_string(),
+        };
+        self.call(services::PROGRESS_START, &start);
         Progress { host: self.clone() }
     }
 }
@@ -125,13 +150,14 @@ pub struct Progress {
 impl Progress {
     /// Advance by `steps`.
     pub fn advance(&self, steps: u64) {
-        self.host.inner.progress_advance(steps);
+        let advance = services::ProgressAdvance { steps };
+        self.host.call(services::PROGRESS_ADVANCE, &advance);
     }
 }
 
 impl Drop for Progress {
     fn drop(&mut self) {
-        self.host.inner.progress_finish();
+        self.host.call(services::PROGRESS_FINISH, &Map::new());
     }
 }
 
@@ -218,7 +244,8 @@ macro_rules! register_methods {
             C: $trait,
             F: Fn(Activation) -> Result<C> + Send + Sync + 'static,
         {
-            let component = Component { kind: ComponentKind::$kind, ..component };
+            let methods = methods_of(ComponentKind::$kind).map(|m| m.name.to_string()).collect();
+            let component = Component { kind: ComponentKind::$kind, methods, ..component };
             self.$field.push(Registered {
                 name: component.name.clone(),
                 make: Box::new(move |activation| Ok(Box::new(make(activation)?))),
@@ -272,6 +299,16 @@ impl Plugin {
     /// host of the same API series as this crate.
     pub fn host_requirement(mut self, requirement: impl Into<String>) -> Self {
         self.manifest.host_requirement = requirement.into();
+        self
+    }
+
+    /// Declare a permission the plugin needs when it runs isolated in diffy's sandbox (network
+    /// access, spawning processes, reading the whole filesystem). An isolated plugin gets exactly
+    /// the permissions it declares; `diffy plugin install` and `diffy plugin info` show them.
+    pub fn permission(mut self, permission: Permission) -> Self {
+        if !self.manifest.permissions.contains(&permission) {
+            self.manifest.permissions.push(permission);
+        }
         self
     }
 

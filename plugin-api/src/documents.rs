@@ -1,10 +1,15 @@
 //! The documents that flow through the Diffy workflow: targets, commands, records and reports.
 //!
-//! They cross the plugin boundary as JSON, so a later version may add optional fields; keep
-//! `#[serde(default)]` on anything new.
+//! They cross the plugin boundary as JSON. Within an API series they only ever gain optional
+//! fields (`#[serde(default)]`), and every enum has a catch-all variant, so a plugin built against
+//! an older release of the series reads a newer host's documents, and the other way round: what a
+//! reader does not know it ignores (an unknown field) or treats conservatively (an unknown
+//! variant).
 
 use std::collections::BTreeMap;
+use std::fmt;
 
+use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
 /// A host to examine.
@@ -12,10 +17,16 @@ use serde::{Deserialize, Serialize};
 pub struct TargetInfo {
     /// A stable identifier, unique within one run (a hostname, an instance id, a directory name).
     pub id: String,
-    /// How to reach it, when that differs from `id`.
+    /// How to reach it (a host name or an IP address), when that differs from `id`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
-    /// Free-form labels (region, role, …).
+    /// The port to connect to, when not the protocol's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// The user to log in as, when not the collector's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Free-form labels (region, role, the inventory groups, …).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
 }
@@ -26,6 +37,8 @@ impl TargetInfo {
         TargetInfo {
             id: id.into(),
             address: None,
+            port: None,
+            user: None,
             labels: BTreeMap::new(),
         }
     }
@@ -42,6 +55,14 @@ pub struct Command {
     /// How to split the output into rows; without it every non-empty line is a row.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parse: Option<Parser>,
+    /// Columns that identify a row: two rows with the same values in these columns and other
+    /// values elsewhere are one row that *changed*, not one removed and one added.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key_columns: Vec<String>,
+    /// Columns left out before rows are compared (values that change from run to run, such as
+    /// process ids and times), by name, case-insensitively.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignore_columns: Vec<String>,
 }
 
 impl Command {
@@ -51,12 +72,26 @@ impl Command {
             id: id.into(),
             run: run.into(),
             parse: None,
+            key_columns: Vec::new(),
+            ignore_columns: Vec::new(),
         }
     }
 
     /// Set how the output is parsed.
     pub fn parse(mut self, parser: Parser) -> Self {
         self.parse = Some(parser);
+        self
+    }
+
+    /// Set the columns that identify a row.
+    pub fn key_columns<S: Into<String>>(mut self, columns: impl IntoIterator<Item = S>) -> Self {
+        self.key_columns = columns.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Set the columns left out before rows are compared.
+    pub fn ignore_columns<S: Into<String>>(mut self, columns: impl IntoIterator<Item = S>) -> Self {
+        self.ignore_columns = columns.into_iter().map(Into::into).collect();
         self
     }
 
@@ -84,6 +119,9 @@ pub enum Parser {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         max_columns: Option<usize>,
     },
+    /// A format introduced by a newer `diffy-plugin-api`; read as [`Parser::Lines`].
+    #[serde(other)]
+    Unknown,
 }
 
 /// Parsed output: optional column names and rows of columns, borrowed from the raw text.
@@ -103,7 +141,7 @@ impl Parser {
             .map(str::trim_end)
             .filter(|l| !l.trim().is_empty());
         match self {
-            Parser::Lines => Table {
+            Parser::Lines | Parser::Unknown => Table {
                 header: None,
                 rows: lines.map(|l| vec![l.trim_start()]).collect(),
             },
@@ -160,6 +198,28 @@ pub enum RecordStatus {
     Timeout,
     /// The command could not be run at all (unreachable target, missing evidence, plugin error).
     Error,
+    /// A status introduced by a newer `diffy-plugin-api`; treated as a failure.
+    #[serde(other)]
+    Unknown,
+}
+
+impl RecordStatus {
+    /// The spelling in documents and listings (`ok`, `failed`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordStatus::Ok => "ok",
+            RecordStatus::Failed => "failed",
+            RecordStatus::Timeout => "timeout",
+            RecordStatus::Error => "error",
+            RecordStatus::Unknown => "unknown",
+        }
+    }
+}
+
+impl fmt::Display for RecordStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// The result of one command on one target.
@@ -176,6 +236,9 @@ pub struct Record {
     pub exit_code: Option<i32>,
     /// When the output was collected (RFC 3339, UTC).
     pub collected_at: String,
+    /// How long the command took, in milliseconds, when the collection measured it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
     /// Standard output.
     #[serde(default)]
     pub stdout: String,
@@ -185,6 +248,13 @@ pub struct Record {
     /// SHA-256 of the raw standard output, in lowercase hex.
     #[serde(default)]
     pub sha256: String,
+    /// Why the attempt did not succeed, in one line that starts with its class (`unreachable: …`,
+    /// `timed out: …`, `command failed: exit 3`), when it did not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Whether `stdout` was cut at the collection's output limit.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
 }
 
 impl Record {
@@ -202,9 +272,12 @@ impl Record {
             status,
             exit_code: None,
             collected_at: String::new(),
+            duration_ms: None,
             stdout,
             stderr: String::new(),
             sha256,
+            error: None,
+            truncated: false,
         }
     }
 }
@@ -253,10 +326,10 @@ pub struct CommandDiff {
     pub score: f64,
     /// Rows present here and absent from the reference (baseline or fleet).
     #[serde(default)]
-    pub added: Vec<String>,
+    pub added: Vec<Row>,
     /// Rows present in the reference and absent here.
     #[serde(default)]
-    pub removed: Vec<String>,
+    pub removed: Vec<Row>,
     /// Why the command could not be compared (a failed collection), if it could not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -270,6 +343,68 @@ impl Report {
                 .iter()
                 .any(|c| !c.added.is_empty() || !c.removed.is_empty() || c.error.is_some())
         })
+    }
+}
+
+/// One row of a command's output, as a report names it: the row's text (for output read as lines
+/// or as unnamed columns), or its named columns in output order. In JSON a text row is a string
+/// and a row of named columns an object, so reports stay readable by `jq` and by people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Row {
+    /// The row as one line of text.
+    Text(String),
+    /// The row's named columns (a JSON object's keys, a CSV header), in output order.
+    Columns(IndexMap<String, String>),
+}
+
+impl Row {
+    /// The row as one line: its text, or its columns as `key=value` pairs separated by spaces
+    /// (values with spaces or quotes are quoted).
+    pub fn to_line(&self) -> String {
+        match self {
+            Row::Text(text) => text.clone(),
+            Row::Columns(columns) => {
+                let mut line = String::new();
+                for (key, value) in columns {
+                    if !line.is_empty() {
+                        line.push(' ');
+                    }
+                    line.push_str(key);
+                    line.push('=');
+                    if value.is_empty() || value.contains([' ', '"', '=']) {
+                        line.push_str(&format!("{value:?}"));
+                    } else {
+                        line.push_str(value);
+                    }
+                }
+                line
+            }
+        }
+    }
+}
+
+impl fmt::Display for Row {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_line())
+    }
+}
+
+impl From<String> for Row {
+    fn from(text: String) -> Self {
+        Row::Text(text)
+    }
+}
+
+impl From<&str> for Row {
+    fn from(text: &str) -> Self {
+        Row::Text(text.to_string())
+    }
+}
+
+impl PartialEq<&str> for Row {
+    fn eq(&self, other: &&str) -> bool {
+        matches!(self, Row::Text(text) if text == other)
     }
 }
 
@@ -305,6 +440,30 @@ mod tests {
     fn lines_skip_blanks() {
         let table = Parser::Lines.parse("a\n\n  b  \n");
         assert_eq!(table.rows, vec![vec!["a"], vec!["b"]]);
+    }
+
+    #[test]
+    fn unknown_variants_are_read_conservatively() {
+        let command: Command =
+            serde_json::from_str(r#"{"id":"x","run":"true","parse":{"format":"parquet"}}"#)
+                .unwrap();
+        assert_eq!(command.parse, Some(Parser::Unknown));
+        assert_eq!(command.rows("a\nb\n").rows, vec![vec!["a"], vec!["b"]]);
+        let status: RecordStatus = serde_json::from_str(r#""quarantined""#).unwrap();
+        assert_eq!(status, RecordStatus::Unknown);
+    }
+
+    #[test]
+    fn rows_are_strings_or_objects_in_json() {
+        let text = Row::from("tcp 0.0.0.0:22");
+        assert_eq!(serde_json::to_string(&text).unwrap(), r#""tcp 0.0.0.0:22""#);
+        let columns: Row =
+            serde_json::from_str(r#"{"name":"sshd","port":"22","cmd":"a b"}"#).unwrap();
+        assert_eq!(columns.to_line(), r#"name=sshd port=22 cmd="a b""#);
+        assert_eq!(
+            serde_json::to_string(&columns).unwrap(),
+            r#"{"name":"sshd","port":"22","cmd":"a b"}"#
+        );
     }
 
     #[test]

@@ -1,28 +1,31 @@
 //! Turns a [`Plugin`] declaration into the root module a host loads: the `extern "C"` entry points,
-//! adapters from the plain traits to the stable trait objects, and panic catching.
+//! one adapter per component kind that dispatches calls by method name to the plain traits, and
+//! panic catching.
 //!
 //! Every function the host can call goes through [`guard`], so a panic in plugin code becomes an
-//! [`FfiError`] with `panicked: true` instead of unwinding into the host (which would abort).
+//! error with [`CallStatus::PANICKED`] instead of unwinding into the host (which would abort).
 
 use std::any::Any;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ffi::CStr;
+use std::io::Write;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Once, OnceLock};
 
 use abi_stable::prefix_type::PrefixTypeTrait;
 use abi_stable::sabi_trait::TD_Opaque;
-use abi_stable::std_types::{RErr, ROk, ROption, RStr, RString, RVec};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use abi_stable::std_types::{RErr, ROk, RResult, RSlice, RStr, RString, RVec};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::author::{
     Activation, Analysis, CliCommand, Collection, Host, Payload, Persistence, Plugin, Registered,
     Result, Target,
 };
-use crate::documents::{AnalysisInput, Command, TargetInfo};
 use crate::ffi::*;
+use crate::manifest::ComponentKind;
+use crate::protocol::{self, Document};
 
 static BUILD: OnceLock<fn() -> Plugin> = OnceLock::new();
 static PLUGIN: OnceLock<Plugin> = OnceLock::new();
@@ -31,7 +34,7 @@ static PANIC_HOOK: Once = Once::new();
 thread_local! {
     static PANIC_LOCATION: RefCell<Option<String>> = const { RefCell::new(None) };
     /// Set while the panic probe panics, so its deliberate panic is never printed.
-    static PROBING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static PROBING: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Called once by the root module loader that [`export_plugin!`](crate::export_plugin) generates.
@@ -41,12 +44,7 @@ pub fn root_module(build: fn() -> Plugin) -> PluginModuleRef {
     PluginModule {
         api_version,
         manifest,
-        activate_cli_command,
-        activate_target,
-        activate_payload,
-        activate_collection,
-        activate_persistence,
-        activate_analysis,
+        activate,
     }
     .leak_into_prefix()
 }
@@ -81,18 +79,45 @@ fn panic_probe<T>() -> Result<T> {
     )
 }
 
-/// Run plugin code, turning an error or a panic into an [`FfiError`].
-fn guard<T>(f: impl FnOnce() -> Result<T>) -> FfiResult<T> {
+/// Why a call did not produce its document.
+enum Failure {
+    /// The component returned an error (or the input was malformed).
+    Error(anyhow::Error),
+    /// This component kind has no such method in this API release.
+    NoSuchMethod(String),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(error: anyhow::Error) -> Self {
+        Failure::Error(error)
+    }
+}
+
+impl From<serde_json::Error> for Failure {
+    fn from(error: serde_json::Error) -> Self {
+        Failure::Error(error.into())
+    }
+}
+
+/// Run plugin code, catching a panic. `Err` holds the status and the one-line message.
+fn guard<T>(
+    f: impl FnOnce() -> std::result::Result<T, Failure>,
+) -> std::result::Result<T, (CallStatus, String)> {
     install_panic_hook();
     match panic::catch_unwind(AssertUnwindSafe(f)) {
-        Ok(Ok(value)) => ROk(value),
-        Ok(Err(error)) => RErr(FfiError {
-            panicked: false,
-            message: format!("{error:#}").into(),
-        }),
-        Err(payload) => RErr(FfiError {
-            panicked: true,
-            message: panic_message(payload).into(),
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(Failure::Error(error))) => Err((CallStatus::ERROR, format!("{error:#}"))),
+        Ok(Err(Failure::NoSuchMethod(message))) => Err((CallStatus::NO_SUCH_METHOD, message)),
+        Err(payload) => Err((CallStatus::PANICKED, panic_message(payload))),
+    }
+}
+
+fn ffi_result<T>(result: std::result::Result<T, (CallStatus, String)>) -> RResult<T, FfiError> {
+    match result {
+        Ok(value) => ROk(value),
+        Err((status, message)) => RErr(FfiError {
+            status,
+            message: message.into(),
         }),
     }
 }
@@ -137,177 +162,259 @@ fn plugin() -> Result<&'static Plugin> {
     Ok(PLUGIN.get_or_init(build))
 }
 
-fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<RString> {
-    Ok(serde_json::to_string(value)?.into())
+/// Decode a call's input document; an empty input is the empty object (a call without arguments).
+fn decode<'a, T: Deserialize<'a>>(method: &str, input: &'a [u8]) -> Result<T> {
+    let input = if input.is_empty() { b"{}" } else { input };
+    serde_json::from_slice(input)
+        .map_err(|e| anyhow::anyhow!("the host sent a malformed document to {method}: {e}"))
 }
 
-fn from_json<T: DeserializeOwned>(what: &str, text: RStr<'_>) -> Result<T> {
-    serde_json::from_str(text.as_str())
-        .map_err(|e| anyhow::anyhow!("the host sent malformed {what}: {e}"))
+fn encode<T: Serialize + ?Sized>(
+    output: &mut RVec<u8>,
+    value: &T,
+) -> std::result::Result<(), Failure> {
+    serde_json::to_writer(output, value)?;
+    Ok(())
 }
 
-fn incident_of<'a>(incident: &'a ROption<RStr<'_>>) -> Option<&'a str> {
-    incident.as_ref().map(|s| s.as_str()).into_option()
+/// A saved document as it is, checked to be JSON so that a corrupt file is an error naming the
+/// key rather than a malformed answer.
+fn raw_document<'a>(key: &str, text: &'a str) -> Result<&'a RawValue> {
+    serde_json::from_str(text)
+        .map_err(|e| anyhow::anyhow!("the document saved under {key:?} is not JSON: {e}"))
 }
 
 extern "C" fn api_version() -> RStr<'static> {
     RStr::from_str(crate::API_VERSION)
 }
 
-extern "C" fn manifest() -> FfiResult<RString> {
-    guard(|| to_json(plugin()?.manifest()))
+extern "C" fn manifest() -> RResult<RString, FfiError> {
+    ffi_result(guard(|| {
+        Ok(serde_json::to_string(plugin()?.manifest())?.into())
+    }))
 }
 
-/// Find the registered component `name`, check its options and construct it.
-fn activate<T: ?Sized>(
-    registered: &[Registered<T>],
-    kind: &str,
+extern "C" fn activate(
+    kind: RStr<'_>,
     name: RStr<'_>,
     host: HostBox,
-    options: RStr<'_>,
-) -> Result<Box<T>> {
-    if name.as_str() == PANIC_PROBE {
-        return panic_probe();
-    }
+    options: RSlice<'_, u8>,
+) -> RResult<ComponentBox, FfiError> {
+    ffi_result(guard(|| {
+        if name.as_str() == PANIC_PROBE {
+            return Ok(panic_probe()?);
+        }
+        let plugin = plugin()?;
+        let options: Map<String, Value> = decode("activate", options.as_slice())?;
+        let activation = || Activation::new(name.as_str().to_string(), options, Host::new(host));
+        let kind: ComponentKind = serde_json::from_value(Value::String(kind.as_str().to_string()))?;
+        let component = match kind {
+            ComponentKind::CliCommand => {
+                boxed(build(&plugin.cli_commands, kind, name, activation)?)
+            }
+            ComponentKind::Target => boxed(build(&plugin.targets, kind, name, activation)?),
+            ComponentKind::Payload => boxed(build(&plugin.payloads, kind, name, activation)?),
+            ComponentKind::Collection => boxed(build(&plugin.collections, kind, name, activation)?),
+            ComponentKind::Persistence => {
+                boxed(build(&plugin.persistences, kind, name, activation)?)
+            }
+            ComponentKind::Analysis => boxed(build(&plugin.analyses, kind, name, activation)?),
+            ComponentKind::Unknown => {
+                return Err(anyhow::anyhow!(
+                    "this plugin was built against diffy-plugin-api {} and knows no component \
+                     kind {:?}",
+                    crate::API_VERSION,
+                    kind.as_str()
+                )
+                .into());
+            }
+        };
+        Ok(component)
+    }))
+}
+
+/// Find the registered component `name` of `kind` and construct it.
+fn build<T: ?Sized>(
+    registered: &[Registered<T>],
+    kind: ComponentKind,
+    name: RStr<'_>,
+    activation: impl FnOnce() -> Activation,
+) -> Result<Adapter<T>> {
     let Some(entry) = registered.iter().find(|r| r.name == name.as_str()) else {
         anyhow::bail!("this plugin has no {kind} named {:?}", name.as_str());
     };
-    let options: Map<String, Value> = if options.is_empty() {
-        Map::new()
-    } else {
-        from_json("options", options)?
-    };
-    (entry.make)(Activation::new(
-        name.as_str().to_string(),
-        options,
-        Host::new(host),
+    Ok(Adapter((entry.make)(activation())?))
+}
+
+fn boxed<T: ?Sized>(adapter: Adapter<T>) -> ComponentBox
+where
+    Adapter<T>: Dispatch,
+{
+    ComponentFfi_TO::from_value(adapter, TD_Opaque)
+}
+
+/// An activated component of one kind, answering calls by method name.
+struct Adapter<T: ?Sized>(Box<T>);
+
+/// Answer one call: decode the input, call the trait method, encode the answer.
+trait Dispatch: Send + Sync + 'static {
+    fn dispatch(
+        &self,
+        method: &str,
+        input: &[u8],
+        output: &mut RVec<u8>,
+    ) -> std::result::Result<(), Failure>;
+}
+
+impl<T: ?Sized> ComponentFfi for Adapter<T>
+where
+    Adapter<T>: Dispatch,
+{
+    fn call(&self, method: RStr<'_>, input: RSlice<'_, u8>, output: &mut RVec<u8>) -> CallStatus {
+        match guard(|| self.dispatch(method.as_str(), input.as_slice(), output)) {
+            Ok(()) => CallStatus::OK,
+            Err((status, message)) => {
+                output.clear();
+                output.extend_from_slice(message.as_bytes());
+                status
+            }
+        }
+    }
+}
+
+fn no_such_method(kind: ComponentKind, method: &str) -> Failure {
+    Failure::NoSuchMethod(format!(
+        "{kind} components of diffy-plugin-api {} have no method {method:?}",
+        crate::API_VERSION
     ))
 }
 
-struct CliAdapter(Box<dyn CliCommand>);
-struct TargetAdapter(Box<dyn Target>);
-struct PayloadAdapter(Box<dyn Payload>);
-struct CollectionAdapter(Box<dyn Collection>);
-struct PersistenceAdapter(Box<dyn Persistence>);
-struct AnalysisAdapter(Box<dyn Analysis>);
-
-macro_rules! activation_fn {
-    ($fn_name:ident, $field:ident, $kind:literal, $boxed:ty, $adapter:ident, $to:ident) => {
-        extern "C" fn $fn_name(
-            name: RStr<'_>,
-            host: HostBox,
-            options: RStr<'_>,
-        ) -> FfiResult<$boxed> {
-            guard(|| {
-                let component = activate(&plugin()?.$field, $kind, name, host, options)?;
-                Ok($to::from_value($adapter(component), TD_Opaque))
-            })
-        }
-    };
-}
-
-activation_fn!(
-    activate_cli_command,
-    cli_commands,
-    "cli_command",
-    CliCommandBox,
-    CliAdapter,
-    CliCommandFfi_TO
-);
-activation_fn!(
-    activate_target,
-    targets,
-    "target",
-    TargetBox,
-    TargetAdapter,
-    TargetFfi_TO
-);
-activation_fn!(
-    activate_payload,
-    payloads,
-    "payload",
-    PayloadBox,
-    PayloadAdapter,
-    PayloadFfi_TO
-);
-activation_fn!(
-    activate_collection,
-    collections,
-    "collection",
-    CollectionBox,
-    CollectionAdapter,
-    CollectionFfi_TO
-);
-activation_fn!(
-    activate_persistence,
-    persistences,
-    "persistence",
-    PersistenceBox,
-    PersistenceAdapter,
-    PersistenceFfi_TO
-);
-activation_fn!(
-    activate_analysis,
-    analyses,
-    "analysis",
-    AnalysisBox,
-    AnalysisAdapter,
-    AnalysisFfi_TO
-);
-
-impl CliCommandFfi for CliAdapter {
-    fn run(&self, args: RVec<RString>) -> FfiResult<i32> {
-        guard(|| self.0.run(args.into_iter().map(String::from).collect()))
-    }
-}
-
-impl TargetFfi for TargetAdapter {
-    fn get(&self, key: RStr<'_>, incident: ROption<RStr<'_>>) -> FfiResult<RString> {
-        guard(|| to_json(&self.0.get(key.as_str(), incident_of(&incident))?))
-    }
-}
-
-impl PayloadFfi for PayloadAdapter {
-    fn generate(&self, incident: ROption<RStr<'_>>) -> FfiResult<RString> {
-        guard(|| to_json(&self.0.generate(incident_of(&incident))?))
-    }
-}
-
-impl CollectionFfi for CollectionAdapter {
-    fn get(
+impl Dispatch for Adapter<dyn CliCommand> {
+    fn dispatch(
         &self,
-        targets: RStr<'_>,
-        commands: RStr<'_>,
-        incident: ROption<RStr<'_>>,
-    ) -> FfiResult<RString> {
-        guard(|| {
-            let targets: Vec<TargetInfo> = from_json("targets", targets)?;
-            let commands: Vec<Command> = from_json("commands", commands)?;
-            to_json(&self.0.get(&targets, &commands, incident_of(&incident))?)
-        })
+        method: &str,
+        input: &[u8],
+        output: &mut RVec<u8>,
+    ) -> std::result::Result<(), Failure> {
+        match method {
+            "run" => {
+                let request: protocol::RunArgs = decode(method, input)?;
+                let exit_code = self.0.run(request.args)?;
+                // Whatever the command printed reaches the terminal before the host goes on.
+                let _ = std::io::stdout().flush();
+                encode(output, &protocol::ExitCode { exit_code })
+            }
+            _ => Err(no_such_method(ComponentKind::CliCommand, method)),
+        }
     }
 }
 
-impl PersistenceFfi for PersistenceAdapter {
-    fn get(&self, key: RStr<'_>) -> FfiResult<ROption<RString>> {
-        guard(|| Ok(self.0.get(key.as_str())?.map(RString::from).into()))
-    }
-
-    fn save(&self, key: RStr<'_>, document: RStr<'_>) -> FfiResult<()> {
-        guard(|| self.0.save(key.as_str(), document.as_str()))
-    }
-
-    fn list(&self, prefix: RStr<'_>) -> FfiResult<RString> {
-        guard(|| to_json(&self.0.list(prefix.as_str())?))
+impl Dispatch for Adapter<dyn Target> {
+    fn dispatch(
+        &self,
+        method: &str,
+        input: &[u8],
+        output: &mut RVec<u8>,
+    ) -> std::result::Result<(), Failure> {
+        match method {
+            "get" => {
+                let request: protocol::TargetGet<'_> = decode(method, input)?;
+                encode(
+                    output,
+                    &self.0.get(&request.key, request.incident.as_deref())?,
+                )
+            }
+            _ => Err(no_such_method(ComponentKind::Target, method)),
+        }
     }
 }
 
-impl AnalysisFfi for AnalysisAdapter {
-    fn run(&self, input: RStr<'_>, incident: ROption<RStr<'_>>) -> FfiResult<RString> {
-        guard(|| {
-            let input: AnalysisInput = from_json("analysis input", input)?;
-            to_json(&self.0.run(input, incident_of(&incident))?)
-        })
+impl Dispatch for Adapter<dyn Payload> {
+    fn dispatch(
+        &self,
+        method: &str,
+        input: &[u8],
+        output: &mut RVec<u8>,
+    ) -> std::result::Result<(), Failure> {
+        match method {
+            "generate" => {
+                let request: protocol::PayloadGenerate<'_> = decode(method, input)?;
+                encode(output, &self.0.generate(request.incident.as_deref())?)
+            }
+            _ => Err(no_such_method(ComponentKind::Payload, method)),
+        }
+    }
+}
+
+impl Dispatch for Adapter<dyn Collection> {
+    fn dispatch(
+        &self,
+        method: &str,
+        input: &[u8],
+        output: &mut RVec<u8>,
+    ) -> std::result::Result<(), Failure> {
+        match method {
+            "get" => {
+                let request: protocol::CollectionGet<'_> = decode(method, input)?;
+                let records = self.0.get(
+                    &request.targets,
+                    &request.commands,
+                    request.incident.as_deref(),
+                )?;
+                encode(output, &records)
+            }
+            _ => Err(no_such_method(ComponentKind::Collection, method)),
+        }
+    }
+}
+
+impl Dispatch for Adapter<dyn Persistence> {
+    fn dispatch(
+        &self,
+        method: &str,
+        input: &[u8],
+        output: &mut RVec<u8>,
+    ) -> std::result::Result<(), Failure> {
+        match method {
+            "get" => {
+                let request: protocol::PersistenceGet<'_> = decode(method, input)?;
+                let text = self.0.get(&request.key)?;
+                let document = text
+                    .as_deref()
+                    .map(|text| raw_document(&request.key, text))
+                    .transpose()?;
+                encode(output, &Document { document })
+            }
+            "save" => {
+                let request: protocol::PersistenceSave<'_> = decode(method, input)?;
+                Ok(self.0.save(&request.key, request.document.get())?)
+            }
+            "list" => {
+                let request: protocol::PersistenceList<'_> = decode(method, input)?;
+                encode(output, &self.0.list(&request.prefix)?)
+            }
+            _ => Err(no_such_method(ComponentKind::Persistence, method)),
+        }
+    }
+}
+
+impl Dispatch for Adapter<dyn Analysis> {
+    fn dispatch(
+        &self,
+        method: &str,
+        input: &[u8],
+        output: &mut RVec<u8>,
+    ) -> std::result::Result<(), Failure> {
+        match method {
+            "run" => {
+                let request: protocol::AnalysisRun<'_> = decode(method, input)?;
+                let report = self
+                    .0
+                    .run(request.input.into_owned(), request.incident.as_deref())?;
+                encode(output, &report)
+            }
+            _ => Err(no_such_method(ComponentKind::Analysis, method)),
+        }
     }
 }
 
@@ -355,4 +462,99 @@ macro_rules! export_plugin {
             }
         };
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::METHODS;
+
+    /// Every method of the protocol table is dispatched by its kind's adapter: a call with an
+    /// unparsable input is a decoding error, never "no such method".
+    #[test]
+    fn every_listed_method_is_dispatched() {
+        struct Nothing;
+        impl CliCommand for Nothing {
+            fn run(&self, _: Vec<String>) -> Result<i32> {
+                Ok(0)
+            }
+        }
+        impl Target for Nothing {
+            fn get(&self, _: &str, _: Option<&str>) -> Result<Vec<crate::TargetInfo>> {
+                Ok(vec![])
+            }
+        }
+        impl Payload for Nothing {
+            fn generate(&self, _: Option<&str>) -> Result<Vec<crate::Command>> {
+                Ok(vec![])
+            }
+        }
+        impl Collection for Nothing {
+            fn get(
+                &self,
+                _: &[crate::TargetInfo],
+                _: &[crate::Command],
+                _: Option<&str>,
+            ) -> Result<Vec<crate::Record>> {
+                Ok(vec![])
+            }
+        }
+        impl Persistence for Nothing {
+            fn get(&self, _: &str) -> Result<Option<String>> {
+                Ok(None)
+            }
+            fn save(&self, _: &str, _: &str) -> Result<()> {
+                Ok(())
+            }
+            fn list(&self, _: &str) -> Result<Vec<String>> {
+                Ok(vec![])
+            }
+        }
+        impl Analysis for Nothing {
+            fn run(&self, _: crate::AnalysisInput, _: Option<&str>) -> Result<crate::Report> {
+                Ok(crate::Report::default())
+            }
+        }
+        let adapters: Vec<(ComponentKind, Box<dyn Dispatch>)> = vec![
+            (
+                ComponentKind::CliCommand,
+                Box::new(Adapter::<dyn CliCommand>(Box::new(Nothing))),
+            ),
+            (
+                ComponentKind::Target,
+                Box::new(Adapter::<dyn Target>(Box::new(Nothing))),
+            ),
+            (
+                ComponentKind::Payload,
+                Box::new(Adapter::<dyn Payload>(Box::new(Nothing))),
+            ),
+            (
+                ComponentKind::Collection,
+                Box::new(Adapter::<dyn Collection>(Box::new(Nothing))),
+            ),
+            (
+                ComponentKind::Persistence,
+                Box::new(Adapter::<dyn Persistence>(Box::new(Nothing))),
+            ),
+            (
+                ComponentKind::Analysis,
+                Box::new(Adapter::<dyn Analysis>(Box::new(Nothing))),
+            ),
+        ];
+        for (kind, adapter) in &adapters {
+            for spec in METHODS.iter().filter(|m| m.kind == *kind) {
+                let mut output = RVec::new();
+                match adapter.dispatch(spec.name, b"[", &mut output) {
+                    Err(Failure::Error(_)) => {}
+                    Err(Failure::NoSuchMethod(m)) => panic!("{kind} {}: {m}", spec.name),
+                    Ok(()) => panic!("{kind} {} accepted a malformed input", spec.name),
+                }
+            }
+            let mut output = RVec::new();
+            assert!(matches!(
+                adapter.dispatch("no-such-method", b"{}", &mut output),
+                Err(Failure::NoSuchMethod(_))
+            ));
+        }
+    }
 }

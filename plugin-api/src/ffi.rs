@@ -1,15 +1,24 @@
-//! The stable ABI between the `diffy` host and a plugin library.
+//! The stable ABI between the `diffy` host and a plugin library: the part abi_stable checks, kept
+//! small and frozen for a whole API series.
 //!
 //! Plugin authors never touch this module: [`export_plugin!`](crate::export_plugin) builds the root
 //! module from the plain traits of this crate. It is public because the host's loader needs it.
 //!
-//! Compatibility rules:
-//! - [`PluginModule`] is an abi_stable *prefix type*: a later minor version of this crate may append
-//!   fields after the last one, and a host reads an appended field only through its optional accessor.
-//! - Every trait object ends with `#[sabi(last_prefix_field)]` on its last method, so methods can be
-//!   appended the same way.
-//! - Documents cross the boundary as JSON text, so their shapes can grow new optional fields without
-//!   any change to the layout checked here.
+//! Three types cross the boundary, and none of them changes within a series:
+//!
+//! - [`PluginModule`], the root module: `api_version`, `manifest` and `activate`.
+//! - [`ComponentFfi`], an activated component: one method, `call(method, input, output)`.
+//!   Dropping the object releases the component (abi_stable runs the plugin's destructor).
+//! - [`HostFfi`], the host's services as a component sees them: the same single `call`, the
+//!   other way.
+//!
+//! Everything that grows — methods, component kinds, document fields, host services — travels as
+//! a method name (a string) and a JSON document (bytes), which abi_stable never sees. This is
+//! deliberate: abi_stable accepts a library whose prefix types have *more* fields than the host
+//! expects, never fewer, so appending a root-module field or a trait-object method would make a
+//! newer host refuse every plugin built before it (abi_stable issue #118). See the crate's
+//! [`protocol`](crate::protocol) for the methods and `docs/abi.md` in the diffy repository for the
+//! policy.
 
 // The `#[sabi_trait]` expansion defines impls inside a const item; rustc >= 1.95 warns about that.
 #![allow(non_local_definitions)]
@@ -17,132 +26,66 @@
 use abi_stable::{
     StableAbi, declare_root_module_statics,
     library::RootModule,
-    package_version_strings, sabi_trait,
+    sabi_trait,
     sabi_types::VersionStrings,
-    std_types::{RBox, ROption, RResult, RStr, RString, RVec},
+    std_types::{RBox, RResult, RSlice, RStr, RString, RVec},
 };
 
-/// An error returned across the boundary.
+/// How a call ended. A plain number rather than an enum so that a newer release can add outcomes
+/// without a layout change; a reader treats an outcome it does not know as an error.
+#[repr(transparent)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CallStatus(pub u8);
+
+impl CallStatus {
+    /// The call succeeded; the output holds its JSON document (empty for "nothing").
+    pub const OK: CallStatus = CallStatus(0);
+    /// The callee returned an error; the output holds its one-line message.
+    pub const ERROR: CallStatus = CallStatus(1);
+    /// The callee panicked (the panic was caught on its side); the output holds the message.
+    pub const PANICKED: CallStatus = CallStatus(2);
+    /// The callee does not know the method; the output holds a message naming it.
+    pub const NO_SUCH_METHOD: CallStatus = CallStatus(3);
+}
+
+/// An error from `manifest` or `activate`.
 #[repr(C)]
 #[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
 pub struct FfiError {
-    /// True when the plugin function panicked (the panic was caught inside the plugin).
-    pub panicked: bool,
-    /// The error message (for a panic, its payload and location).
+    /// [`CallStatus::ERROR`] or [`CallStatus::PANICKED`] (or a later outcome).
+    pub status: CallStatus,
+    /// The message (for a panic, its payload and location).
     pub message: RString,
 }
 
-/// The result of every fallible plugin function.
-pub type FfiResult<T> = RResult<T, FfiError>;
-
-/// Severity of a message a plugin logs through [`HostFfi::log`].
-#[repr(u8)]
-#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogLevel {
-    /// Fine-grained detail (`-vv`).
-    Debug,
-    /// Progress worth seeing with `-v`.
-    Info,
-    /// Something the user should see.
-    Warn,
-    /// A failure the plugin recovered from.
-    Error,
+/// An activated component: the plugin's side of a handle.
+#[sabi_trait]
+pub trait ComponentFfi: Send + Sync {
+    /// Call `method` with the JSON document `input` (empty means "no arguments"), writing the
+    /// answer into `output`: its JSON document when the status is [`CallStatus::OK`], else a
+    /// one-line message. The host only calls methods the component's manifest lists.
+    #[sabi(last_prefix_field)]
+    fn call(&self, method: RStr<'_>, input: RSlice<'_, u8>, output: &mut RVec<u8>) -> CallStatus;
 }
 
-/// Services the host offers to every activated component: logging and progress reporting.
+/// The host's services, the host's side of the same contract: a component calls a service by
+/// name with a JSON document (see [`protocol::services`](crate::protocol::services)).
 #[sabi_trait]
 pub trait HostFfi: Send + Sync {
-    /// Record a log message under the plugin's name in the host's `tracing` output.
-    fn log(&self, level: LogLevel, message: RStr<'_>);
-    /// A directory the plugin may keep state in (`<config dir>/data/<plugin name>`); the plugin
-    /// creates it when it first writes there.
-    fn data_dir(&self) -> RString;
-    /// Start (or restart) a progress bar with `total` steps; the host draws it only on a terminal.
-    fn progress_start(&self, total: u64, message: RStr<'_>);
-    /// Advance the progress bar by `steps`.
-    fn progress_advance(&self, steps: u64);
-    /// Finish and clear the progress bar.
+    /// Call host service `service` with `input`, writing the answer into `output`, exactly as
+    /// [`ComponentFfi::call`]. [`CallStatus::NO_SUCH_METHOD`] means this host lacks the service.
     #[sabi(last_prefix_field)]
-    fn progress_finish(&self);
+    fn call(&self, service: RStr<'_>, input: RSlice<'_, u8>, output: &mut RVec<u8>) -> CallStatus;
 }
 
-/// An owned host services object, as handed to a plugin at activation.
+/// An activated component, owned by the host; dropping it releases the component.
+pub type ComponentBox = ComponentFfi_TO<'static, RBox<()>>;
+
+/// The host's services, as handed to a component at activation.
 pub type HostBox = HostFfi_TO<'static, RBox<()>>;
 
-/// A CLI namespace such as `diffy sweeten …`.
-#[sabi_trait]
-pub trait CliCommandFfi: Send + Sync {
-    /// Run with the arguments that followed the namespace; returns the process exit code.
-    #[sabi(last_prefix_field)]
-    fn run(&self, args: RVec<RString>) -> FfiResult<i32>;
-}
-
-/// Finds targets (hosts) for a key. JSON out: an array of `Target` documents.
-#[sabi_trait]
-pub trait TargetFfi: Send + Sync {
-    /// Resolve `key` into targets.
-    #[sabi(last_prefix_field)]
-    fn get(&self, key: RStr<'_>, incident: ROption<RStr<'_>>) -> FfiResult<RString>;
-}
-
-/// Generates the commands to collect. JSON out: an array of `Command` documents.
-#[sabi_trait]
-pub trait PayloadFfi: Send + Sync {
-    /// Produce the commands for an incident.
-    #[sabi(last_prefix_field)]
-    fn generate(&self, incident: ROption<RStr<'_>>) -> FfiResult<RString>;
-}
-
-/// Runs commands on targets. JSON in: targets and commands arrays; JSON out: an array of records.
-#[sabi_trait]
-pub trait CollectionFfi: Send + Sync {
-    /// Collect one record per target and command.
-    #[sabi(last_prefix_field)]
-    fn get(
-        &self,
-        targets: RStr<'_>,
-        commands: RStr<'_>,
-        incident: ROption<RStr<'_>>,
-    ) -> FfiResult<RString>;
-}
-
-/// Stores JSON documents under string keys.
-#[sabi_trait]
-pub trait PersistenceFfi: Send + Sync {
-    /// The document saved under `key`, if any.
-    fn get(&self, key: RStr<'_>) -> FfiResult<ROption<RString>>;
-    /// Save `document` (JSON text) under `key`, replacing what was there.
-    fn save(&self, key: RStr<'_>, document: RStr<'_>) -> FfiResult<()>;
-    /// Every key that starts with `prefix`, sorted. JSON out: an array of strings.
-    #[sabi(last_prefix_field)]
-    fn list(&self, prefix: RStr<'_>) -> FfiResult<RString>;
-}
-
-/// Compares records. JSON in: an `AnalysisInput`; JSON out: a `Report`.
-#[sabi_trait]
-pub trait AnalysisFfi: Send + Sync {
-    /// Analyse the collected records (and the baseline, when the analysis uses one).
-    #[sabi(last_prefix_field)]
-    fn run(&self, input: RStr<'_>, incident: ROption<RStr<'_>>) -> FfiResult<RString>;
-}
-
-/// An activated CLI command.
-pub type CliCommandBox = CliCommandFfi_TO<'static, RBox<()>>;
-/// An activated target component.
-pub type TargetBox = TargetFfi_TO<'static, RBox<()>>;
-/// An activated payload component.
-pub type PayloadBox = PayloadFfi_TO<'static, RBox<()>>;
-/// An activated collection component.
-pub type CollectionBox = CollectionFfi_TO<'static, RBox<()>>;
-/// An activated persistence component.
-pub type PersistenceBox = PersistenceFfi_TO<'static, RBox<()>>;
-/// An activated analysis component.
-pub type AnalysisBox = AnalysisFfi_TO<'static, RBox<()>>;
-
-/// The root module every plugin library exports.
-///
-/// Each `activate_*` function takes the component name, the host services and the component's
-/// options (a JSON object the host has already checked against the component's schema).
+/// The root module every plugin library exports. Frozen for the whole API series: a field added
+/// here would make every host of the series that has it refuse every plugin built before it.
 #[repr(C)]
 #[derive(StableAbi)]
 #[sabi(kind(Prefix(prefix_ref = PluginModuleRef)))]
@@ -151,29 +94,26 @@ pub struct PluginModule {
     /// The `diffy-plugin-api` version the library was built against.
     pub api_version: extern "C" fn() -> RStr<'static>,
     /// The plugin's manifest as JSON. Cheap and free of side effects.
-    pub manifest: extern "C" fn() -> FfiResult<RString>,
-    /// Construct the named CLI command.
-    pub activate_cli_command:
-        extern "C" fn(RStr<'_>, HostBox, RStr<'_>) -> FfiResult<CliCommandBox>,
-    /// Construct the named target component.
-    pub activate_target: extern "C" fn(RStr<'_>, HostBox, RStr<'_>) -> FfiResult<TargetBox>,
-    /// Construct the named payload component.
-    pub activate_payload: extern "C" fn(RStr<'_>, HostBox, RStr<'_>) -> FfiResult<PayloadBox>,
-    /// Construct the named collection component.
-    pub activate_collection: extern "C" fn(RStr<'_>, HostBox, RStr<'_>) -> FfiResult<CollectionBox>,
-    /// Construct the named persistence component.
-    pub activate_persistence:
-        extern "C" fn(RStr<'_>, HostBox, RStr<'_>) -> FfiResult<PersistenceBox>,
-    /// Construct the named analysis component.
+    pub manifest: extern "C" fn() -> RResult<RString, FfiError>,
+    /// Construct the component of `kind` (`cli_command`, `analysis`, …) named `name`, with the
+    /// host's services and its options (a JSON object the host has checked against the
+    /// component's schema and completed with its defaults).
     #[sabi(last_prefix_field)]
-    pub activate_analysis: extern "C" fn(RStr<'_>, HostBox, RStr<'_>) -> FfiResult<AnalysisBox>,
+    pub activate: extern "C" fn(
+        kind: RStr<'_>,
+        name: RStr<'_>,
+        host: HostBox,
+        options: RSlice<'_, u8>,
+    ) -> RResult<ComponentBox, FfiError>,
 }
 
 impl RootModule for PluginModuleRef {
     declare_root_module_statics! {PluginModuleRef}
     const BASE_NAME: &'static str = "diffy_plugin";
     const NAME: &'static str = "diffy_plugin";
-    const VERSION_STRINGS: VersionStrings = package_version_strings!();
+    /// The series, not this release: abi_stable refuses a library whose root module claims an
+    /// older minor version (for `0.x`) than the host's, and every release of a series must load.
+    const VERSION_STRINGS: VersionStrings = VersionStrings::new(crate::ABI_SERIES);
 }
 
 /// The name of the plain C function every plugin exports for the host's pre-check. It returns a

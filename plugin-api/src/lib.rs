@@ -27,7 +27,7 @@
 //! crate-type = ["cdylib"]
 //!
 //! [dependencies]
-//! diffy-plugin-api = "0.1"
+//! diffy-plugin-api = "0.2"
 //! ```
 //!
 //! `src/lib.rs`:
@@ -114,14 +114,20 @@
 //! # Compatibility
 //!
 //! A host loads plugins built against the same API series: the same major version, or for `0.x`
-//! the same minor version ([`is_api_compatible`]). Within a series new functions are only appended,
-//! and documents only gain optional fields.
+//! the same minor version ([`is_api_compatible`]), whichever release of the series is newer. The
+//! part of the boundary abi_stable checks ([`ffi`]) never changes within a series; what grows —
+//! component methods, document fields — travels as a method name and a JSON document
+//! ([`protocol`]). A host calls only the methods a component's manifest lists, so an older plugin
+//! keeps working in a newer host, and a newer plugin's new methods go unused in an older one.
+//! A trait method added in a minor release has a default implementation: rebuilding is all it
+//! takes to pick it up.
 
 mod author;
 pub mod documents;
 mod export;
 pub mod ffi;
 pub mod manifest;
+pub mod protocol;
 
 pub use anyhow;
 pub use author::{
@@ -129,16 +135,22 @@ pub use author::{
     Result, Target,
 };
 pub use documents::{
-    AnalysisInput, Command, CommandDiff, HostReport, Parser, Record, RecordStatus, Report, Table,
-    TargetInfo,
+    AnalysisInput, Command, CommandDiff, HostReport, Parser, Record, RecordStatus, Report, Row,
+    Table, TargetInfo,
 };
-pub use manifest::{Component, ComponentKind, Manifest, OptionSpec, OptionType, Subcommand};
+pub use manifest::{
+    Component, ComponentKind, Manifest, OptionSpec, OptionType, Permission, Subcommand,
+};
 
 /// The version of this crate a plugin is built against.
 pub const API_VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// The first release of this API series. The frozen parts of the boundary ([`ffi`]) carry this
+/// version for abi_stable's check, so every release of the series loads every other.
+pub const ABI_SERIES: &str = "0.2.0";
+
 /// The host requirement a plugin gets unless it declares its own: every `diffy` of this API series.
-pub const DEFAULT_HOST_REQUIREMENT: &str = "^0.1";
+pub const DEFAULT_HOST_REQUIREMENT: &str = "^0.2";
 
 /// Whether a plugin built against API `plugin` can be loaded by a host built against API `host`:
 /// the same major version, or for `0.x` the same minor version.

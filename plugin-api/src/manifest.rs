@@ -81,11 +81,47 @@ pub struct Manifest {
     /// SPDX license expression.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub license: String,
-    /// The `diffy` versions the plugin supports, as a semver requirement (`>=0.1, <0.3`).
+    /// The `diffy` versions the plugin supports, as a semver requirement (`>=0.2, <0.4`).
     pub host_requirement: String,
+    /// What the plugin needs when it runs isolated in diffy's sandbox.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub permissions: Vec<Permission>,
     /// Everything the plugin can activate.
     #[serde(default)]
     pub components: Vec<Component>,
+}
+
+/// A permission a plugin declares for its isolated mode, where it gets exactly what it declares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Permission {
+    /// Open network connections (TCP connect and bind).
+    Network,
+    /// Start other programs.
+    Exec,
+    /// Read the whole filesystem, not only system libraries, its data and its temporary directory.
+    ReadAll,
+    /// A permission introduced by a newer `diffy-plugin-api`; this host cannot grant it.
+    #[serde(other)]
+    Unknown,
+}
+
+impl Permission {
+    /// The spelling in manifests and listings (`network`, `exec`, `read-all`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Permission::Network => "network",
+            Permission::Exec => "exec",
+            Permission::ReadAll => "read-all",
+            Permission::Unknown => "unknown",
+        }
+    }
+}
+
+impl fmt::Display for Permission {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// One activatable part of a plugin: a CLI namespace or an implementation of one Diffy interface.
@@ -113,6 +149,10 @@ pub struct Component {
     /// Analyses: whether the analysis compares against a saved baseline.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub uses_baseline: bool,
+    /// The methods the component answers (filled in by the crate from
+    /// [`protocol::METHODS`](crate::protocol::METHODS)); a host calls no other.
+    #[serde(default)]
+    pub methods: Vec<String>,
 }
 
 /// A subcommand of a CLI command, as listed by `diffy help <namespace>`.
@@ -203,6 +243,7 @@ impl Manifest {
             author_url: String::new(),
             license: String::new(),
             host_requirement: crate::DEFAULT_HOST_REQUIREMENT.to_string(),
+            permissions: Vec::new(),
             components: Vec::new(),
         }
     }
@@ -241,6 +282,19 @@ impl Manifest {
                 ));
             }
             component.validate_schema()?;
+            for method in &component.methods {
+                let valid = !method.is_empty()
+                    && method
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+                if !valid {
+                    return Err(format!(
+                        "{} component {:?}: method name {method:?} must be lowercase letters, \
+                         digits and '_'",
+                        component.kind, component.name
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -258,6 +312,7 @@ impl Component {
             description: String::new(),
             options: Vec::new(),
             uses_baseline: false,
+            methods: Vec::new(),
         }
     }
 
@@ -298,6 +353,11 @@ impl Component {
     pub fn uses_baseline(mut self, uses: bool) -> Self {
         self.uses_baseline = uses;
         self
+    }
+
+    /// Whether the component answers `method` (its manifest lists it).
+    pub fn has_method(&self, method: &str) -> bool {
+        self.methods.iter().any(|m| m == method)
     }
 
     /// The option named `key` in this component's schema.

@@ -69,14 +69,14 @@ use diffy::activation::Activator;
 use diffy::catalog::{Catalog, KnownPlugin};
 use diffy::config::{Settings, library_file_name};
 use diffy::install::{self, InstallOptions, InstallOutcome};
-use diffy::loader::HostServices;
+use diffy::services::HostServices;
 use diffy_plugin_api::__private::{PANIC_PROBE, PANIC_PROBE_MESSAGE};
 use diffy_plugin_api::{Component, ComponentKind, Manifest};
 use serde_json::Map;
 use tempfile::TempDir;
 
 pub use diffy::Error;
-pub use diffy::loader::{
+pub use diffy::component::{
     AnalysisHandle, CliCommandHandle, CollectionHandle, PayloadHandle, PersistenceHandle,
     TargetHandle,
 };
@@ -474,7 +474,12 @@ impl Harness {
             .activator()
             .load(&self.known)
             .map_err(|e| e.to_string())?;
-        match loaded.activate_cli_command("no-such-component", self.services(), &Map::new()) {
+        match loaded.activate(
+            ComponentKind::CliCommand,
+            "no-such-component",
+            self.services(),
+            &Map::new(),
+        ) {
             Ok(_) => Err("the library activated a component it does not declare".into()),
             Err(Error::Plugin(message)) => Ok(message),
             Err(other) => Err(format!("not a plugin error: {other:?}")),
@@ -488,7 +493,12 @@ impl Harness {
             .activator()
             .load(&self.known)
             .map_err(|e| e.to_string())?;
-        match loaded.activate_cli_command(PANIC_PROBE, self.services(), &Map::new()) {
+        match loaded.activate(
+            ComponentKind::CliCommand,
+            PANIC_PROBE,
+            self.services(),
+            &Map::new(),
+        ) {
             Ok(_) => Err("the panic probe activated instead of panicking".into()),
             Err(Error::Plugin(message))
                 if message.contains("panicked") && message.contains(PANIC_PROBE_MESSAGE) =>

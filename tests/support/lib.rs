@@ -131,7 +131,7 @@ impl Env {
     /// A copy of the fixture plugin with its slots patched, under `scratch`. `name` must start
     /// with `diffy-`; each slot holds at most 40 bytes.
     pub fn fixture(&self, name: &str, namespace: &str, slug: &str) -> PathBuf {
-        self.fixture_with(name, namespace, slug, "0.1.0-fixture", "^0.1")
+        self.fixture_with(name, namespace, slug, "0.1.0-fixture", "^0.2")
     }
 
     /// As [`Env::fixture`], with a version and a host requirement too. Copies of one name and
@@ -149,7 +149,7 @@ impl Env {
         patch_slot(&mut bytes, "fixture-slug", slug);
         patch_slot(&mut bytes, "fixture", namespace);
         patch_slot(&mut bytes, "0.1.0-fixture", version);
-        patch_slot(&mut bytes, "^0.1", host_requirement);
+        patch_slot(&mut bytes, "^0.2", host_requirement);
         let dir = self.scratch.path().join(format!("{name}-{version}"));
         std::fs::create_dir_all(&dir).expect("create fixture dir");
         let path = dir.join(format!(

@@ -84,7 +84,7 @@ pub fn render(report: &Report, max_rows: usize) -> String {
             }
             for (sign, rows) in [('+', &command.added), ('-', &command.removed)] {
                 for row in rows.iter().take(max_rows) {
-                    out.push_str(&format!("    {sign} {}\n", shorten(row)));
+                    out.push_str(&format!("    {sign} {}\n", shorten(&row.to_line())));
                 }
                 if rows.len() > max_rows {
                     out.push_str(&format!(

@@ -18,7 +18,7 @@ const NAME_SLOT: &str = "diffy-fixture___________________________";
 const NAMESPACE_SLOT: &str = "fixture_________________________________";
 const SLUG_SLOT: &str = "fixture-slug____________________________";
 const VERSION_SLOT: &str = "0.1.0-fixture___________________________";
-const HOST_REQUIREMENT_SLOT: &str = "^0.1____________________________________";
+const HOST_REQUIREMENT_SLOT: &str = "^0.2____________________________________";
 
 fn slot(text: &'static str) -> &'static str {
     black_box(text).trim_end_matches('_')

@@ -21,7 +21,7 @@ use std::collections::HashMap;
 
 use diffy_plugin_api::anyhow::bail;
 use diffy_plugin_api::{
-    Analysis, AnalysisInput, CommandDiff, Component, OptionSpec, OptionType, Report, Result,
+    Analysis, AnalysisInput, CommandDiff, Component, OptionSpec, OptionType, Report, Result, Row,
 };
 use serde::Deserialize;
 
@@ -213,8 +213,8 @@ impl LocalCluster {
         CommandDiff {
             command: command.to_string(),
             score: round4(score),
-            added,
-            removed,
+            added: added.into_iter().map(Row::Text).collect(),
+            removed: removed.into_iter().map(Row::Text).collect(),
             error: None,
         }
     }

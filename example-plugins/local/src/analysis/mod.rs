@@ -109,6 +109,7 @@ pub(crate) fn failure(record: &Record) -> String {
         (RecordStatus::Failed, None) => "collection failed".to_string(),
         (RecordStatus::Timeout, _) => "collection timed out".to_string(),
         (RecordStatus::Error, _) => "collection error".to_string(),
+        (RecordStatus::Unknown, _) => "collection did not succeed".to_string(),
     };
     match record
         .stderr

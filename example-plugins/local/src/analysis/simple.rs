@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use diffy_plugin_api::anyhow::bail;
 use diffy_plugin_api::{
-    Analysis, AnalysisInput, CommandDiff, Component, Record, RecordStatus, Report, Result,
+    Analysis, AnalysisInput, CommandDiff, Component, Record, RecordStatus, Report, Result, Row,
 };
 use serde::Deserialize;
 
@@ -102,8 +102,8 @@ impl Analysis for LocalSimple {
                         CommandDiff {
                             command: id.to_string(),
                             score: (added.len() + removed.len()) as f64,
-                            added,
-                            removed,
+                            added: added.into_iter().map(Row::Text).collect(),
+                            removed: removed.into_iter().map(Row::Text).collect(),
                             error: None,
                         }
                     }

@@ -181,9 +181,12 @@ fn read_evidence(dir: &Path, command: &str) -> Result<Record, String> {
         },
         exit_code: Some(exit_code),
         collected_at: timestamp::rfc3339(modified),
+        duration_ms: None,
         stdout,
         stderr,
         sha256,
+        error: None,
+        truncated: false,
     })
 }
 

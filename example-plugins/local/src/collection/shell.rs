@@ -167,9 +167,12 @@ impl Outcome {
             status,
             exit_code,
             collected_at: timestamp::now(),
+            duration_ms: None,
             stdout,
             stderr,
             sha256,
+            error: None,
+            truncated: false,
         }
     }
 }

@@ -1,0 +1,394 @@
+//! Activated components as the rest of diffy sees them: a [`ComponentHandle`] makes calls by
+//! method name with JSON documents, checks each method against the component's manifest first,
+//! and turns failures into one-line [`Error::Plugin`] messages naming plugin and component.
+//!
+//! How a call travels is a [`Transport`]: into the library in this process (the loader's), or over
+//! a pipe to a sandboxed child. The typed handles below ([`TargetHandle`], …) speak the documents
+//! of `diffy-plugin-api` and are the same whichever transport carries them.
+
+use std::borrow::Cow;
+
+use diffy_plugin_api::protocol::{self, Document};
+use diffy_plugin_api::{
+    AnalysisInput, Command, ComponentKind, Manifest, Record, Report, TargetInfo,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
+
+use crate::error::{Error, Result};
+
+/// Why a call produced no document, as the transport reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallFailure {
+    /// The component returned an error.
+    Error(String),
+    /// The component panicked (the panic was caught on its side).
+    Panicked(String),
+    /// The component does not know the method.
+    NoSuchMethod(String),
+    /// The component could not be reached or died (an isolated plugin's crash).
+    Lost(String),
+}
+
+/// Carries one call to a component and its answer back.
+pub trait Transport: Send + Sync {
+    /// Call `method` with the JSON document `input`; the answer's JSON document (empty for
+    /// "nothing") or why there is none.
+    fn call(&self, method: &str, input: &[u8]) -> Result<Vec<u8>, CallFailure>;
+}
+
+/// Which component of which plugin a handle belongs to, for messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Label {
+    /// The plugin's name.
+    pub plugin: String,
+    /// The component's kind.
+    pub kind: ComponentKind,
+    /// The component's name.
+    pub name: String,
+}
+
+impl Label {
+    /// A malformed answer from this component.
+    pub fn malformed(&self, fault: impl std::fmt::Display) -> Error {
+        Error::Plugin(format!(
+            "plugin {} returned a malformed document from {} {}: {fault}",
+            self.plugin, self.kind, self.name
+        ))
+    }
+}
+
+/// An activated component: calls by method name, checked against its manifest.
+pub struct ComponentHandle {
+    /// Which plugin and component this is.
+    pub label: Label,
+    plugin_version: String,
+    api_version: String,
+    methods: Vec<String>,
+    transport: Box<dyn Transport>,
+}
+
+impl ComponentHandle {
+    /// A handle for the component `label` of the plugin whose manifest is `manifest`, reached
+    /// through `transport`.
+    pub fn new(label: Label, manifest: &Manifest, transport: Box<dyn Transport>) -> Self {
+        let methods = manifest
+            .component(label.kind, &label.name)
+            .map(|c| c.methods.clone())
+            .unwrap_or_default();
+        ComponentHandle {
+            label,
+            plugin_version: manifest.version.clone(),
+            api_version: manifest.api_version.clone(),
+            methods,
+            transport,
+        }
+    }
+
+    /// Whether the component answers `method`.
+    pub fn supports(&self, method: &str) -> bool {
+        self.methods.iter().any(|m| m == method)
+    }
+
+    /// Why `method` cannot be called on this component, in one line that says what to rebuild.
+    fn missing_method(&self, method: &str) -> Error {
+        let Label { plugin, kind, name } = &self.label;
+        let built = format!(
+            "{plugin} {} was built against diffy-plugin-api {} and has no method `{method}` in \
+             {kind} `{name}`",
+            self.plugin_version, self.api_version
+        );
+        Error::Plugin(match protocol::method_spec(*kind, method) {
+            Some(spec) => format!("{built}; rebuild it against {} or newer", spec.since),
+            None => format!(
+                "{built}, nor does this diffy know one (it answers: {})",
+                self.methods.join(", ")
+            ),
+        })
+    }
+
+    /// Call `method` with a raw JSON document; the answer's raw JSON document.
+    pub fn call_raw(&self, method: &str, input: &[u8]) -> Result<Vec<u8>> {
+        if !self.supports(method) {
+            return Err(self.missing_method(method));
+        }
+        let Label { plugin, kind, name } = &self.label;
+        self.transport.call(method, input).map_err(|failure| {
+            Error::Plugin(match failure {
+                CallFailure::Error(message) => {
+                    format!(
+                        "plugin {plugin} failed in {kind} {name}: {}",
+                        one_line(&message)
+                    )
+                }
+                CallFailure::Panicked(message) => {
+                    format!(
+                        "plugin {plugin} panicked in {kind} {name}: {}",
+                        one_line(&message)
+                    )
+                }
+                CallFailure::NoSuchMethod(message) => format!(
+                    "plugin {plugin} lists method `{method}` for {kind} {name} but does not \
+                     answer it: {}",
+                    one_line(&message)
+                ),
+                CallFailure::Lost(message) => one_line(&message),
+            })
+        })
+    }
+
+    /// Call `method` with `input` encoded as JSON, decoding the answer as `O`.
+    pub fn call<I: Serialize + ?Sized, O: DeserializeOwned>(
+        &self,
+        method: &str,
+        input: &I,
+    ) -> Result<O> {
+        let output = self.call_raw(method, &encode(input))?;
+        self.decode(&output)
+    }
+
+    /// Decode an answer, naming the component when it is malformed.
+    fn decode<O: DeserializeOwned>(&self, output: &[u8]) -> Result<O> {
+        serde_json::from_slice(output).map_err(|e| self.label.malformed(e))
+    }
+}
+
+/// A document as JSON bytes. Documents are plain data whose serialisation cannot fail.
+fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("documents serialise")
+}
+
+/// A message in one line: runs of whitespace (newlines included) become one space.
+pub fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn incident(incident: Option<&str>) -> Option<Cow<'_, str>> {
+    incident.map(Cow::Borrowed)
+}
+
+macro_rules! typed_handle {
+    ($($(#[$doc:meta])* $name:ident;)*) => {$(
+        $(#[$doc])*
+        pub struct $name {
+            /// The component.
+            pub handle: ComponentHandle,
+            /// Which plugin and component this is.
+            pub label: Label,
+        }
+
+        impl From<ComponentHandle> for $name {
+            fn from(handle: ComponentHandle) -> Self {
+                $name { label: handle.label.clone(), handle }
+            }
+        }
+    )*};
+}
+
+typed_handle! {
+    /// An activated CLI command.
+    CliCommandHandle;
+    /// An activated Target component.
+    TargetHandle;
+    /// An activated Payload component.
+    PayloadHandle;
+    /// An activated Collection component.
+    CollectionHandle;
+    /// An activated Persistence component.
+    PersistenceHandle;
+    /// An activated Analysis component.
+    AnalysisHandle;
+}
+
+impl CliCommandHandle {
+    /// Run with the arguments after the namespace; returns the exit code.
+    pub fn run(&self, args: &[String]) -> Result<i32> {
+        let args = protocol::RunArgs {
+            args: args.to_vec(),
+        };
+        let answer: protocol::ExitCode = self.handle.call("run", &args)?;
+        Ok(answer.exit_code)
+    }
+}
+
+impl TargetHandle {
+    /// Resolve `key` into targets.
+    pub fn get(&self, key: &str, incident_id: Option<&str>) -> Result<Vec<TargetInfo>> {
+        let request = protocol::TargetGet {
+            key: Cow::Borrowed(key),
+            incident: incident(incident_id),
+        };
+        self.handle.call("get", &request)
+    }
+}
+
+impl PayloadHandle {
+    /// The commands to collect.
+    pub fn generate(&self, incident_id: Option<&str>) -> Result<Vec<Command>> {
+        let request = protocol::PayloadGenerate {
+            incident: incident(incident_id),
+        };
+        self.handle.call("generate", &request)
+    }
+}
+
+impl CollectionHandle {
+    /// Collect records for `targets` × `commands`.
+    pub fn get(
+        &self,
+        targets: &[TargetInfo],
+        commands: &[Command],
+        incident_id: Option<&str>,
+    ) -> Result<Vec<Record>> {
+        let request = protocol::CollectionGet {
+            targets: Cow::Borrowed(targets),
+            commands: Cow::Borrowed(commands),
+            incident: incident(incident_id),
+        };
+        self.handle.call("get", &request)
+    }
+}
+
+impl PersistenceHandle {
+    /// The JSON text saved under `key`.
+    pub fn get(&self, key: &str) -> Result<Option<String>> {
+        let request = protocol::PersistenceGet {
+            key: Cow::Borrowed(key),
+        };
+        let output = self.handle.call_raw("get", &encode(&request))?;
+        let answer: Document<'_> = self.handle.decode_borrowed(&output)?;
+        Ok(answer.document.map(|d| d.get().to_string()))
+    }
+
+    /// Save the JSON text `document` under `key`.
+    pub fn save(&self, key: &str, document: &str) -> Result<()> {
+        let request = protocol::PersistenceSave {
+            key: Cow::Borrowed(key),
+            document: raw(document)?,
+        };
+        self.handle.call_raw("save", &encode(&request)).map(drop)
+    }
+
+    /// Keys under `prefix`.
+    pub fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        let request = protocol::PersistenceList {
+            prefix: Cow::Borrowed(prefix),
+        };
+        self.handle.call("list", &request)
+    }
+}
+
+impl AnalysisHandle {
+    /// Run the analysis. The input is dropped once encoded, so the records are not held twice.
+    pub fn run(&self, input: AnalysisInput, incident_id: Option<&str>) -> Result<Report> {
+        let request = protocol::AnalysisRun {
+            input: Cow::Owned(input),
+            incident: incident(incident_id),
+        };
+        let encoded = encode(&request);
+        drop(request);
+        let output = self.handle.call_raw("run", &encoded)?;
+        drop(encoded);
+        self.handle.decode(&output)
+    }
+}
+
+impl ComponentHandle {
+    /// Decode an answer that borrows from `output`.
+    fn decode_borrowed<'a, O: serde::Deserialize<'a>>(&self, output: &'a [u8]) -> Result<O> {
+        serde_json::from_slice(output).map_err(|e| self.label.malformed(e))
+    }
+}
+
+/// `text` as a raw JSON document, or a usage error when it is not JSON.
+fn raw(text: &str) -> Result<&RawValue> {
+    serde_json::from_str(text)
+        .map_err(|e| Error::Failure(format!("cannot save a document that is not JSON: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use diffy_plugin_api::{Component, Plugin};
+    use std::sync::Mutex;
+
+    /// A transport that records calls and answers from a script.
+    struct Scripted {
+        calls: Mutex<Vec<(String, String)>>,
+        answer: fn(&str) -> Result<Vec<u8>, CallFailure>,
+    }
+
+    impl Transport for Scripted {
+        fn call(&self, method: &str, input: &[u8]) -> Result<Vec<u8>, CallFailure> {
+            let input = String::from_utf8_lossy(input).into_owned();
+            self.calls.lock().unwrap().push((method.to_string(), input));
+            (self.answer)(method)
+        }
+    }
+
+    fn persistence(api_version: &str, methods: &[&str]) -> (PersistenceHandle, &'static Scripted) {
+        let mut manifest = Plugin::new("diffy-x", "0.3.0")
+            .persistence(Component::named("x", "test"), |_| Ok(NoStore))
+            .manifest()
+            .clone();
+        manifest.api_version = api_version.to_string();
+        manifest.components[0].methods = methods.iter().map(|m| m.to_string()).collect();
+        let transport: &'static Scripted = Box::leak(Box::new(Scripted {
+            calls: Mutex::new(Vec::new()),
+            answer: |method| match method {
+                "get" => Ok(br#"{"document":{"a":1}}"#.to_vec()),
+                "fail" => Err(CallFailure::Error("line one\nline two".into())),
+                _ => Ok(Vec::new()),
+            },
+        }));
+        struct Shared(&'static Scripted);
+        impl Transport for Shared {
+            fn call(&self, method: &str, input: &[u8]) -> Result<Vec<u8>, CallFailure> {
+                self.0.call(method, input)
+            }
+        }
+        let label = Label {
+            plugin: "diffy-x".into(),
+            kind: ComponentKind::Persistence,
+            name: "x".into(),
+        };
+        let handle = ComponentHandle::new(label, &manifest, Box::new(Shared(transport)));
+        (handle.into(), transport)
+    }
+
+    struct NoStore;
+    impl diffy_plugin_api::Persistence for NoStore {
+        fn get(&self, _: &str) -> diffy_plugin_api::Result<Option<String>> {
+            Ok(None)
+        }
+        fn save(&self, _: &str, _: &str) -> diffy_plugin_api::Result<()> {
+            Ok(())
+        }
+        fn list(&self, _: &str) -> diffy_plugin_api::Result<Vec<String>> {
+            Ok(Vec::new())
+        }
+    }
+
+    #[test]
+    fn a_method_the_manifest_lacks_is_one_line_saying_what_to_rebuild() {
+        let (store, transport) = persistence("0.2.0", &["get", "save"]);
+        let error = store
+            .handle
+            .call_raw("list", b"{}")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            error,
+            "diffy-x 0.3.0 was built against diffy-plugin-api 0.2.0 and has no method \
+             `list` in persistence `x`; rebuild it against 0.2.0 or newer"
+        );
+        assert!(transport.calls.lock().unwrap().is_empty(), "never sent");
+    }
+
+    #[test]
+    fn documents_cross_as_they_are() {
+        let (store, _) = persistence("0.2.0", &["get"]);
+        assert_eq!(store.get("k").unwrap().as_deref(), Some(r#"{"a":1}"#));
+    }
+}
