@@ -126,7 +126,7 @@ fn components_that_never_return_time_out() {
     for (kind, method) in [
         ("target", "get"),
         ("payload", "generate"),
-        ("persistence", "save"),
+        ("persistence", "save_many"),
         ("analysis", "run"),
     ] {
         let output = run_with_faulty(&env, kind, "hang");

@@ -8,7 +8,7 @@
 
 use std::borrow::Cow;
 
-use diffy_plugin_api::protocol::{self, Document};
+use diffy_plugin_api::protocol::{self, Document, Documents};
 use diffy_plugin_api::{
     AnalysisInput, Command, ComponentKind, Manifest, Record, Report, TargetInfo,
 };
@@ -277,6 +277,52 @@ impl PersistenceHandle {
         };
         self.handle.call("list", &request)
     }
+
+    /// Save many `(key, JSON text)` pairs: in one call where the plugin has `save_many`, else
+    /// one `save` each (a plugin built before 0.2.1).
+    pub fn save_many(&self, items: &[(&str, &str)]) -> Result<()> {
+        if !self.handle.supports("save_many") {
+            return items.iter().try_for_each(|(key, doc)| self.save(key, doc));
+        }
+        let items = items
+            .iter()
+            .map(|(key, document)| {
+                Ok(protocol::PersistenceSave {
+                    key: Cow::Borrowed(*key),
+                    document: raw(document)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let request = protocol::PersistenceSaveMany { items };
+        self.handle
+            .call_raw("save_many", &encode(&request))
+            .map(drop)
+    }
+
+    /// The JSON texts under `keys`, in order: in one call where the plugin has `get_many`, else
+    /// one `get` each.
+    pub fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<String>>> {
+        if !self.handle.supports("get_many") {
+            return keys.iter().map(|key| self.get(key)).collect();
+        }
+        let request = protocol::PersistenceGetMany {
+            keys: keys.iter().map(|k| Cow::Borrowed(*k)).collect(),
+        };
+        let output = self.handle.call_raw("get_many", &encode(&request))?;
+        let answer: Documents<'_> = self.handle.decode_borrowed(&output)?;
+        if answer.documents.len() != keys.len() {
+            return Err(self.label.malformed(format!(
+                "get_many returned {} documents for {} keys",
+                answer.documents.len(),
+                keys.len()
+            )));
+        }
+        Ok(answer
+            .documents
+            .into_iter()
+            .map(|d| d.map(|d| d.get().to_string()))
+            .collect())
+    }
 }
 
 impl AnalysisHandle {
@@ -372,23 +418,47 @@ mod tests {
 
     #[test]
     fn a_method_the_manifest_lacks_is_one_line_saying_what_to_rebuild() {
-        let (store, transport) = persistence("0.2.0", &["get", "save"]);
+        let (store, transport) = persistence("0.2.0", &["get", "save", "list"]);
         let error = store
             .handle
-            .call_raw("list", b"{}")
+            .call_raw("get_many", b"{}")
             .unwrap_err()
             .to_string();
         assert_eq!(
             error,
             "diffy-x 0.3.0 was built against diffy-plugin-api 0.2.0 and has no method \
-             `list` in persistence `x`; rebuild it against 0.2.0 or newer"
+             `get_many` in persistence `x`; rebuild it against 0.2.1 or newer"
         );
         assert!(transport.calls.lock().unwrap().is_empty(), "never sent");
     }
 
     #[test]
+    fn batched_calls_fall_back_to_single_ones_for_older_plugins() {
+        let (store, transport) = persistence("0.2.0", &["get", "save", "list"]);
+        store.save_many(&[("a", "1"), ("b", "[2]")]).unwrap();
+        let calls = transport.calls.lock().unwrap().clone();
+        assert_eq!(
+            calls,
+            [
+                (
+                    "save".to_string(),
+                    r#"{"key":"a","document":1}"#.to_string()
+                ),
+                (
+                    "save".to_string(),
+                    r#"{"key":"b","document":[2]}"#.to_string()
+                ),
+            ]
+        );
+        let (store, transport) =
+            persistence("0.2.1", &["get", "save", "list", "save_many", "get_many"]);
+        store.save_many(&[("a", "1")]).unwrap();
+        assert_eq!(transport.calls.lock().unwrap()[0].0, "save_many");
+    }
+
+    #[test]
     fn documents_cross_as_they_are() {
-        let (store, _) = persistence("0.2.0", &["get"]);
+        let (store, _) = persistence("0.2.1", &["get"]);
         assert_eq!(store.get("k").unwrap().as_deref(), Some(r#"{"a":1}"#));
     }
 }

@@ -359,6 +359,18 @@ fn save(persistence: &Guarded<PersistenceHandle>, key: String, document: String)
     persistence.call("save", move |p| p.save(&key, &document))
 }
 
+/// Save `(key, document)` pairs in one batched call (one call per document for plugins built
+/// before `save_many`).
+fn save_many(persistence: &Guarded<PersistenceHandle>, items: Vec<(String, String)>) -> Result<()> {
+    persistence.call("save_many", move |p| {
+        let items: Vec<(&str, &str)> = items
+            .iter()
+            .map(|(key, document)| (key.as_str(), document.as_str()))
+            .collect();
+        p.save_many(&items)
+    })
+}
+
 /// `diffy new baseline KEY`.
 pub fn new_baseline(
     activator: &mut Activator,
@@ -384,12 +396,15 @@ pub fn new_baseline(
         &ProgressBar::hidden(),
     );
     let prefix = baseline_prefix(key);
-    let mut keys = Vec::with_capacity(records.len());
-    for record in &records {
-        let record_key = format!("{prefix}{}", key_segment(&record.command));
-        save(&components.persistence, record_key.clone(), to_json(record))?;
-        keys.push(record_key);
-    }
+    let items: Vec<(String, String)> = records
+        .iter()
+        .map(|record| {
+            let record_key = format!("{prefix}{}", key_segment(&record.command));
+            (record_key, to_json(record))
+        })
+        .collect();
+    let keys = items.iter().map(|(key, _)| key.clone()).collect();
+    save_many(&components.persistence, items)?;
     Ok(BaselineOutcome {
         target: first,
         targets_found,
@@ -430,14 +445,18 @@ pub fn new_analysis(
         .count();
 
     let run_id = key_segment(&run.incident.clone().unwrap_or_else(timestamp_id));
-    for record in &records {
-        let record_key = format!(
-            "records/{run_id}/{}/{}",
-            key_segment(&record.target),
-            key_segment(&record.command)
-        );
-        save(&components.persistence, record_key, to_json(record))?;
-    }
+    let items = records
+        .iter()
+        .map(|record| {
+            let record_key = format!(
+                "records/{run_id}/{}/{}",
+                key_segment(&record.target),
+                key_segment(&record.command)
+            );
+            (record_key, to_json(record))
+        })
+        .collect();
+    save_many(&components.persistence, items)?;
     let record_count = records.len();
     let input = AnalysisInput {
         commands,
@@ -490,14 +509,17 @@ fn load_baseline(persistence: &Guarded<PersistenceHandle>, key: &str) -> Result<
             "no baseline saved for {key:?}; run 'diffy new baseline {key}' first"
         )));
     }
-    keys.into_iter()
-        .map(|k| {
-            let read_key = k.clone();
-            let text = persistence
-                .call("get", move |p| p.get(&read_key))?
-                .ok_or_else(|| {
-                    Error::Failure(format!("baseline document {k} disappeared while reading"))
-                })?;
+    let read_keys = keys.clone();
+    let documents = persistence.call("get_many", move |p| {
+        let keys: Vec<&str> = read_keys.iter().map(String::as_str).collect();
+        p.get_many(&keys)
+    })?;
+    keys.iter()
+        .zip(documents)
+        .map(|(k, text)| {
+            let text = text.ok_or_else(|| {
+                Error::Failure(format!("baseline document {k} disappeared while reading"))
+            })?;
             serde_json::from_str(&text)
                 .map_err(|e| Error::Failure(format!("baseline document {k} is not a record: {e}")))
         })

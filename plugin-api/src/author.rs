@@ -60,6 +60,18 @@ pub trait Persistence: Send + Sync + 'static {
     fn save(&self, key: &str, document: &str) -> Result<()>;
     /// Every key starting with `prefix`, sorted.
     fn list(&self, prefix: &str) -> Result<Vec<String>>;
+    /// Save many `(key, document)` pairs, in order (since 0.2.1). The host saves a run's records
+    /// through this; the default saves them one by one, and a store that can batch should.
+    fn save_many(&self, items: &[(&str, &str)]) -> Result<()> {
+        items
+            .iter()
+            .try_for_each(|(key, document)| self.save(key, document))
+    }
+    /// The documents under many keys, one entry per key in order (since 0.2.1). The default
+    /// reads them one by one.
+    fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<String>>> {
+        keys.iter().map(|key| self.get(key)).collect()
+    }
 }
 
 /// The Diffy Analysis interface: tell which hosts differ, and how.

@@ -25,7 +25,7 @@ use crate::author::{
 };
 use crate::ffi::*;
 use crate::manifest::ComponentKind;
-use crate::protocol::{self, Document};
+use crate::protocol::{self, Document, Documents};
 
 static BUILD: OnceLock<fn() -> Plugin> = OnceLock::new();
 static PLUGIN: OnceLock<Plugin> = OnceLock::new();
@@ -392,6 +392,34 @@ impl Dispatch for Adapter<dyn Persistence> {
             "list" => {
                 let request: protocol::PersistenceList<'_> = decode(method, input)?;
                 encode(output, &self.0.list(&request.prefix)?)
+            }
+            "save_many" => {
+                let request: protocol::PersistenceSaveMany<'_> = decode(method, input)?;
+                let items: Vec<(&str, &str)> = request
+                    .items
+                    .iter()
+                    .map(|item| (item.key.as_ref(), item.document.get()))
+                    .collect();
+                Ok(self.0.save_many(&items)?)
+            }
+            "get_many" => {
+                let request: protocol::PersistenceGetMany<'_> = decode(method, input)?;
+                let keys: Vec<&str> = request.keys.iter().map(AsRef::as_ref).collect();
+                let texts = self.0.get_many(&keys)?;
+                if texts.len() != keys.len() {
+                    return Err(anyhow::anyhow!(
+                        "get_many returned {} documents for {} keys",
+                        texts.len(),
+                        keys.len()
+                    )
+                    .into());
+                }
+                let documents = keys
+                    .iter()
+                    .zip(&texts)
+                    .map(|(key, text)| text.as_deref().map(|t| raw_document(key, t)).transpose())
+                    .collect::<Result<Vec<_>>>()?;
+                encode(output, &Documents { documents })
             }
             _ => Err(no_such_method(ComponentKind::Persistence, method)),
         }

@@ -44,6 +44,8 @@ pub const METHODS: &[MethodSpec] = &[
     method(ComponentKind::Persistence, "save", "0.2.0"),
     method(ComponentKind::Persistence, "list", "0.2.0"),
     method(ComponentKind::Analysis, "run", "0.2.0"),
+    method(ComponentKind::Persistence, "save_many", "0.2.1"),
+    method(ComponentKind::Persistence, "get_many", "0.2.1"),
 ];
 
 /// The methods a component of `kind` answers in this API release, oldest first.
@@ -205,6 +207,31 @@ pub struct PersistenceList<'a> {
     /// The prefix (`""` lists everything).
     #[serde(borrow)]
     pub prefix: Cow<'a, str>,
+}
+
+/// `persistence.save_many` (since 0.2.1): save many documents at once, in order. Answers nothing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PersistenceSaveMany<'a> {
+    /// The documents with their keys.
+    #[serde(borrow)]
+    pub items: Vec<PersistenceSave<'a>>,
+}
+
+/// `persistence.get_many` (since 0.2.1): the documents under many keys. Answer: a
+/// [`Documents`], in the order of the keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersistenceGetMany<'a> {
+    /// The keys.
+    #[serde(borrow)]
+    pub keys: Vec<Cow<'a, str>>,
+}
+
+/// `persistence.get_many`'s answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Documents<'a> {
+    /// One entry per key asked for, in order: the document, or `null`.
+    #[serde(borrow)]
+    pub documents: Vec<Option<&'a RawValue>>,
 }
 
 /// `analysis.run`: compare the collected records. Answer: a [`Report`](crate::documents::Report).
