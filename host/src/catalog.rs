@@ -217,9 +217,36 @@ impl Catalog {
             .collect()
     }
 
-    /// The one plugin that provides the component, or a one-line error.
+    /// The one plugin that provides the component, or a one-line error. When no plugin declares
+    /// it but some plugin could not be read at all (a bundled library refused, say), the error
+    /// names those plugins and why: one of them may be the owner.
     pub fn resolve(&self, kind: ComponentKind, name: &str) -> Result<&KnownPlugin> {
-        resolve_owner(self.owners(kind, name), kind, name)
+        let owners = self.owners(kind, name);
+        let unreadable: Vec<String> = self
+            .plugins
+            .iter()
+            .filter(|p| p.manifest.is_none())
+            .filter_map(|p| {
+                let error = p.error.as_deref()?;
+                Some(format!(
+                    "{} plugin {} ({}) could not be loaded: {error}",
+                    p.source.as_str(),
+                    p.name,
+                    p.library.display()
+                ))
+            })
+            .collect();
+        if owners.is_empty() && !unreadable.is_empty() {
+            let what = match kind {
+                ComponentKind::CliCommand => format!("command {name:?}"),
+                _ => format!("{kind} {name:?}"),
+            };
+            return Err(Error::Plugin(format!(
+                "no usable plugin provides {what}; {}",
+                unreadable.join("; ")
+            )));
+        }
+        resolve_owner(owners, kind, name)
     }
 }
 

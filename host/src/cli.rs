@@ -109,6 +109,25 @@ pub enum PluginCommand {
         /// The plugin's name
         name: String,
     },
+    /// Call one method of one component and print its answer (for plugin authors)
+    #[command(after_help = "Examples:\n  \
+        diffy plugin call target local get '{\"key\":\"localhost\"}'\n  \
+        diffy plugin call persistence local-file list '{\"prefix\":\"report/\"}'")]
+    Call {
+        /// The component's kind
+        #[arg(value_parser = component_kind)]
+        kind: diffy_plugin_api::ComponentKind,
+        /// The component's name: a CLI namespace or an interface slug
+        name: String,
+        /// The method, as listed by 'diffy plugin info'
+        method: String,
+        /// The input document (JSON); '-' reads it from stdin
+        #[arg(default_value = "{}")]
+        input: String,
+        /// A component option, repeatable: --option SLUG.KEY=VALUE
+        #[arg(long = "option", value_name = "SLUG.KEY=VALUE")]
+        options: Vec<String>,
+    },
     /// Load and validate a library (or a packaged .tar.gz) without installing it
     Check {
         /// The library, a directory holding one, or an archive made by 'diffy plugin package'
@@ -232,4 +251,18 @@ pub struct ShowArgs {
     /// Rows shown per command when the key is a report
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub max_rows: usize,
+}
+
+/// A component kind as the manifests spell it (`cli_command`, `target`, …).
+fn component_kind(text: &str) -> Result<diffy_plugin_api::ComponentKind, String> {
+    use diffy_plugin_api::ComponentKind;
+    let kind: ComponentKind =
+        serde_json::from_value(serde_json::Value::String(text.replace('-', "_")))
+            .unwrap_or(ComponentKind::Unknown);
+    if kind == ComponentKind::Unknown {
+        return Err(
+            "expected cli_command, target, payload, collection, persistence or analysis".into(),
+        );
+    }
+    Ok(kind)
 }

@@ -94,15 +94,15 @@ impl ComponentHandle {
     /// Why `method` cannot be called on this component, in one line that says what to rebuild.
     fn missing_method(&self, method: &str) -> Error {
         let Label { plugin, kind, name } = &self.label;
-        let built = format!(
-            "{plugin} {} was built against diffy-plugin-api {} and has no method `{method}` in \
-             {kind} `{name}`",
-            self.plugin_version, self.api_version
-        );
         Error::Plugin(match protocol::method_spec(*kind, method) {
-            Some(spec) => format!("{built}; rebuild it against {} or newer", spec.since),
+            Some(spec) => format!(
+                "{plugin} {} was built against diffy-plugin-api {} and has no method `{method}` \
+                 in {kind} `{name}`; rebuild it against {} or newer",
+                self.plugin_version, self.api_version, spec.since
+            ),
             None => format!(
-                "{built}, nor does this diffy know one (it answers: {})",
+                "{kind} `{name}` of {plugin} {} has no method `{method}` (it answers: {})",
+                self.plugin_version,
                 self.methods.join(", ")
             ),
         })

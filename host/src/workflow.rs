@@ -22,7 +22,9 @@ use indicatif::ProgressBar;
 use serde_json::{Map, Value};
 
 use crate::activation::Activator;
-use crate::component::{CollectionHandle, Label, PayloadHandle, PersistenceHandle, TargetHandle};
+use crate::component::{
+    CollectionHandle, ComponentHandle, Label, PayloadHandle, PersistenceHandle, TargetHandle,
+};
 use crate::error::{Error, Result};
 
 /// The slugs of the five components a run uses.
@@ -303,8 +305,18 @@ pub fn open_persistence(
     slug: &str,
     raw: &[String],
 ) -> Result<PersistenceHandle> {
-    let options = component_options(activator, &[(ComponentKind::Persistence, slug)], raw)?;
-    activator.activate_persistence(slug, &options[0])
+    open_component(activator, ComponentKind::Persistence, slug, raw).map(PersistenceHandle::from)
+}
+
+/// Activate one component with `--option SLUG.KEY=VALUE` strings (for `diffy plugin call`).
+pub fn open_component(
+    activator: &mut Activator,
+    kind: ComponentKind,
+    slug: &str,
+    raw: &[String],
+) -> Result<ComponentHandle> {
+    let options = component_options(activator, &[(kind, slug)], raw)?;
+    activator.activate(kind, slug, &options[0])
 }
 
 fn generate_commands(

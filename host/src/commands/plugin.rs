@@ -9,6 +9,8 @@ use diffy::error::Error;
 use diffy::install::{self, InstallOptions, InstallOutcome};
 use diffy::package;
 use diffy::scaffold::{self, NewPlugin};
+use diffy::workflow;
+use diffy_plugin_api::ComponentKind;
 use serde_json::json;
 
 use crate::cli::{Format, PluginCommand};
@@ -37,6 +39,13 @@ pub fn run(settings: &Settings, command: PluginCommand) -> Result<u8> {
         }
         PluginCommand::List { format } => list(settings, format),
         PluginCommand::Info { name, format } => info(settings, &name, format),
+        PluginCommand::Call {
+            kind,
+            name,
+            method,
+            input,
+            options,
+        } => call(settings, kind, &name, &method, &input, &options),
         PluginCommand::Check { path } => {
             let report = install::check(&path)?;
             let m = &report.manifest;
@@ -97,6 +106,39 @@ pub fn run(settings: &Settings, command: PluginCommand) -> Result<u8> {
             Ok(0)
         }
     }
+}
+
+/// `diffy plugin call`: one method of one component, its answer as pretty JSON.
+fn call(
+    settings: &Settings,
+    kind: ComponentKind,
+    name: &str,
+    method: &str,
+    input: &str,
+    options: &[String],
+) -> Result<u8> {
+    let input = if input == "-" {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .map_err(|e| Error::Usage(format!("cannot read the input document from stdin: {e}")))?;
+        text
+    } else {
+        input.to_string()
+    };
+    serde_json::from_str::<serde::de::IgnoredAny>(&input)
+        .map_err(|e| Error::Usage(format!("the input document is not JSON: {e}")))?;
+    let mut activator = Activator::new(settings.clone());
+    let component = workflow::open_component(&mut activator, kind, name, options)?;
+    let answer = component.call_raw(method, input.as_bytes())?;
+    if !answer.is_empty() {
+        let value: serde_json::Value =
+            serde_json::from_slice(&answer).map_err(|e| component.label.malformed(e))?;
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).expect("JSON serialises")
+        );
+    }
+    Ok(0)
 }
 
 fn print_outcome(outcome: &InstallOutcome) {
@@ -282,9 +324,14 @@ fn info(settings: &Settings, name: &str, format: Format) -> Result<u8> {
             table.add_row(vec!["status".to_string(), status]);
             println!("{table}");
             if let Some(m) = m {
-                let mut components = new_table(&["KIND", "NAME", "SUMMARY"]);
+                let mut components = new_table(&["KIND", "NAME", "METHODS", "SUMMARY"]);
                 for c in &m.components {
-                    components.add_row(vec![c.kind.to_string(), c.name.clone(), c.summary.clone()]);
+                    components.add_row(vec![
+                        c.kind.to_string(),
+                        c.name.clone(),
+                        c.methods.join(", "),
+                        c.summary.clone(),
+                    ]);
                 }
                 println!("\nComponents:\n{components}");
             }

@@ -1,0 +1,484 @@
+//! The documents that flow through the Diffy workflow: targets, commands, records and reports.
+//!
+//! They cross the plugin boundary as JSON. Within an API series they only ever gain optional
+//! fields (`#[serde(default)]`), and every enum has a catch-all variant, so a plugin built against
+//! an older release of the series reads a newer host's documents, and the other way round: what a
+//! reader does not know it ignores (an unknown field) or treats conservatively (an unknown
+//! variant).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+
+/// A host to examine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetInfo {
+    /// A stable identifier, unique within one run (a hostname, an instance id, a directory name).
+    pub id: String,
+    /// How to reach it (a host name or an IP address), when that differs from `id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// The port to connect to, when not the protocol's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// The user to log in as, when not the collector's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    // FUTURE: an optional document field the next release adds.
+    /// The target's operating system, when the target component knows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    /// Free-form labels (region, role, the inventory groups, …).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+impl TargetInfo {
+    /// A target known only by its id.
+    pub fn new(id: impl Into<String>) -> Self {
+        TargetInfo {
+            id: id.into(),
+            address: None,
+            port: None,
+            user: None,
+            // FUTURE: the new field's default.
+            platform: None,
+            labels: BTreeMap::new(),
+        }
+    }
+}
+
+/// A command to run on every target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Command {
+    /// A unique id (`listening-sockets`): results are stored under it, so two commands never
+    /// overwrite each other.
+    pub id: String,
+    /// The shell command line.
+    pub run: String,
+    /// How to split the output into rows; without it every non-empty line is a row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parse: Option<Parser>,
+    /// Columns that identify a row: two rows with the same values in these columns and other
+    /// values elsewhere are one row that *changed*, not one removed and one added.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key_columns: Vec<String>,
+    /// Columns left out before rows are compared (values that change from run to run, such as
+    /// process ids and times), by name, case-insensitively.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignore_columns: Vec<String>,
+}
+
+impl Command {
+    /// A command whose output is split into lines.
+    pub fn new(id: impl Into<String>, run: impl Into<String>) -> Self {
+        Command {
+            id: id.into(),
+            run: run.into(),
+            parse: None,
+            key_columns: Vec::new(),
+            ignore_columns: Vec::new(),
+        }
+    }
+
+    /// Set how the output is parsed.
+    pub fn parse(mut self, parser: Parser) -> Self {
+        self.parse = Some(parser);
+        self
+    }
+
+    /// Set the columns that identify a row.
+    pub fn key_columns<S: Into<String>>(mut self, columns: impl IntoIterator<Item = S>) -> Self {
+        self.key_columns = columns.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Set the columns left out before rows are compared.
+    pub fn ignore_columns<S: Into<String>>(mut self, columns: impl IntoIterator<Item = S>) -> Self {
+        self.ignore_columns = columns.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Split `stdout` into rows with this command's parser.
+    pub fn rows<'a>(&self, stdout: &'a str) -> Table<'a> {
+        self.parse.as_ref().unwrap_or(&Parser::Lines).parse(stdout)
+    }
+}
+
+/// How a command's output becomes rows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "format", rename_all = "snake_case")]
+pub enum Parser {
+    /// Every non-empty line is a row with one column.
+    Lines,
+    /// Every non-empty line is a row split into columns.
+    Columns {
+        /// The first line names the columns (and is not a row).
+        #[serde(default)]
+        header: bool,
+        /// The separator; without it, runs of whitespace.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        separator: Option<String>,
+        /// Split into at most this many columns: the last one keeps the rest of the line.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_columns: Option<usize>,
+    },
+    /// A format introduced by a newer `diffy-plugin-api`; read as [`Parser::Lines`].
+    #[serde(other)]
+    Unknown,
+}
+
+/// Parsed output: optional column names and rows of columns, borrowed from the raw text.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Table<'a> {
+    /// Column names, when the parser reads a header.
+    pub header: Option<Vec<&'a str>>,
+    /// The rows.
+    pub rows: Vec<Vec<&'a str>>,
+}
+
+impl Parser {
+    /// Split `text` into a [`Table`].
+    pub fn parse<'a>(&self, text: &'a str) -> Table<'a> {
+        let mut lines = text
+            .lines()
+            .map(str::trim_end)
+            .filter(|l| !l.trim().is_empty());
+        match self {
+            Parser::Lines | Parser::Unknown => Table {
+                header: None,
+                rows: lines.map(|l| vec![l.trim_start()]).collect(),
+            },
+            Parser::Columns {
+                header,
+                separator,
+                max_columns,
+            } => {
+                let limit = max_columns.unwrap_or(usize::MAX).max(1);
+                let split = |line: &'a str| -> Vec<&'a str> {
+                    match separator.as_deref() {
+                        Some(sep) => line.splitn(limit, sep).collect(),
+                        None => split_whitespace_n(line, limit),
+                    }
+                };
+                let header = if *header {
+                    lines.next().map(split)
+                } else {
+                    None
+                };
+                Table {
+                    header,
+                    rows: lines.map(split).collect(),
+                }
+            }
+        }
+    }
+}
+
+fn split_whitespace_n(line: &str, limit: usize) -> Vec<&str> {
+    let mut columns = Vec::new();
+    let mut rest = line.trim_start();
+    while !rest.is_empty() {
+        if columns.len() + 1 == limit {
+            columns.push(rest);
+            break;
+        }
+        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        columns.push(&rest[..end]);
+        rest = rest[end..].trim_start();
+    }
+    columns
+}
+
+/// How a collection attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordStatus {
+    /// The command ran and exited with status 0.
+    Ok,
+    /// The command ran and exited with another status (or was killed by a signal).
+    Failed,
+    /// The command did not finish within its timeout.
+    Timeout,
+    /// The command could not be run at all (unreachable target, missing evidence, plugin error).
+    Error,
+    /// A status introduced by a newer `diffy-plugin-api`; treated as a failure.
+    #[serde(other)]
+    Unknown,
+}
+
+impl RecordStatus {
+    /// The spelling in documents and listings (`ok`, `failed`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordStatus::Ok => "ok",
+            RecordStatus::Failed => "failed",
+            RecordStatus::Timeout => "timeout",
+            RecordStatus::Error => "error",
+            RecordStatus::Unknown => "unknown",
+        }
+    }
+}
+
+impl fmt::Display for RecordStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The result of one command on one target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// The target's id.
+    pub target: String,
+    /// The command's id.
+    pub command: String,
+    /// How the attempt ended.
+    pub status: RecordStatus,
+    /// The exit code, when the command exited normally.
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    /// When the output was collected (RFC 3339, UTC).
+    pub collected_at: String,
+    /// How long the command took, in milliseconds, when the collection measured it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    /// Standard output.
+    #[serde(default)]
+    pub stdout: String,
+    /// Standard error, or the reason the command could not run.
+    #[serde(default)]
+    pub stderr: String,
+    /// SHA-256 of the raw standard output, in lowercase hex.
+    #[serde(default)]
+    pub sha256: String,
+    /// Why the attempt did not succeed, in one line that starts with its class (`unreachable: …`,
+    /// `timed out: …`, `command failed: exit 3`), when it did not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Whether `stdout` was cut at the collection's output limit.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+}
+
+impl Record {
+    /// Build a record for `stdout`, computing its digest.
+    pub fn new(
+        target: impl Into<String>,
+        command: impl Into<String>,
+        status: RecordStatus,
+        stdout: String,
+    ) -> Self {
+        let sha256 = sha256_hex(stdout.as_bytes());
+        Record {
+            target: target.into(),
+            command: command.into(),
+            status,
+            exit_code: None,
+            collected_at: String::new(),
+            duration_ms: None,
+            stdout,
+            stderr: String::new(),
+            sha256,
+            error: None,
+            truncated: false,
+        }
+    }
+}
+
+/// What an analysis receives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnalysisInput {
+    /// The commands that were collected (for their ids and parsers).
+    pub commands: Vec<Command>,
+    /// One record per target and command.
+    pub records: Vec<Record>,
+    /// The saved baseline records (one per command), for analyses that use one.
+    #[serde(default)]
+    pub baseline: Option<Vec<Record>>,
+}
+
+/// The result of an analysis: hosts ranked by how much they differ.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Report {
+    /// The analysis slug that produced the report.
+    pub analysis: String,
+    /// Caveats the reader must see (a fleet too small to cluster, failed collections, …).
+    #[serde(default)]
+    pub warnings: Vec<String>,
+    /// Hosts, highest score first.
+    pub hosts: Vec<HostReport>,
+}
+
+/// How one host differs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct HostReport {
+    /// The target's id.
+    pub target: String,
+    /// How much the host differs (higher is more suspicious); 0 means no difference.
+    pub score: f64,
+    /// Per command, what differs.
+    pub commands: Vec<CommandDiff>,
+}
+
+/// How one command's output on one host differs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct CommandDiff {
+    /// The command's id.
+    pub command: String,
+    /// This command's share of the host's score.
+    pub score: f64,
+    /// Rows present here and absent from the reference (baseline or fleet).
+    #[serde(default)]
+    pub added: Vec<Row>,
+    /// Rows present in the reference and absent here.
+    #[serde(default)]
+    pub removed: Vec<Row>,
+    /// Why the command could not be compared (a failed collection), if it could not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Report {
+    /// True when any host differs from its reference or could not be compared.
+    pub fn has_differences(&self) -> bool {
+        self.hosts.iter().any(|h| {
+            h.commands
+                .iter()
+                .any(|c| !c.added.is_empty() || !c.removed.is_empty() || c.error.is_some())
+        })
+    }
+}
+
+/// One row of a command's output, as a report names it: the row's text (for output read as lines
+/// or as unnamed columns), or its named columns in output order. In JSON a text row is a string
+/// and a row of named columns an object, so reports stay readable by `jq` and by people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Row {
+    /// The row as one line of text.
+    Text(String),
+    /// The row's named columns (a JSON object's keys, a CSV header), in output order.
+    Columns(IndexMap<String, String>),
+}
+
+impl Row {
+    /// The row as one line: its text, or its columns as `key=value` pairs separated by spaces
+    /// (values with spaces or quotes are quoted).
+    pub fn to_line(&self) -> String {
+        match self {
+            Row::Text(text) => text.clone(),
+            Row::Columns(columns) => {
+                let mut line = String::new();
+                for (key, value) in columns {
+                    if !line.is_empty() {
+                        line.push(' ');
+                    }
+                    line.push_str(key);
+                    line.push('=');
+                    if value.is_empty() || value.contains([' ', '"', '=']) {
+                        line.push_str(&format!("{value:?}"));
+                    } else {
+                        line.push_str(value);
+                    }
+                }
+                line
+            }
+        }
+    }
+}
+
+impl fmt::Display for Row {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_line())
+    }
+}
+
+impl From<String> for Row {
+    fn from(text: String) -> Self {
+        Row::Text(text)
+    }
+}
+
+impl From<&str> for Row {
+    fn from(text: &str) -> Self {
+        Row::Text(text.to_string())
+    }
+}
+
+impl PartialEq<&str> for Row {
+    fn eq(&self, other: &&str) -> bool {
+        matches!(self, Row::Text(text) if text == other)
+    }
+}
+
+/// SHA-256 of `bytes` in lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(bytes);
+    let mut out = String::with_capacity(64);
+    for byte in digest {
+        use std::fmt::Write;
+        let _ = write!(out, "{byte:02x}");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_with_header_and_limit() {
+        let parser = Parser::Columns {
+            header: true,
+            separator: None,
+            max_columns: Some(3),
+        };
+        let table = parser.parse("USER PID CMD\nroot 1  /sbin/init splash\n\n");
+        assert_eq!(table.header, Some(vec!["USER", "PID", "CMD"]));
+        assert_eq!(table.rows, vec![vec!["root", "1", "/sbin/init splash"]]);
+    }
+
+    #[test]
+    fn lines_skip_blanks() {
+        let table = Parser::Lines.parse("a\n\n  b  \n");
+        assert_eq!(table.rows, vec![vec!["a"], vec!["b"]]);
+    }
+
+    #[test]
+    fn unknown_variants_are_read_conservatively() {
+        let command: Command =
+            serde_json::from_str(r#"{"id":"x","run":"true","parse":{"format":"parquet"}}"#)
+                .unwrap();
+        assert_eq!(command.parse, Some(Parser::Unknown));
+        assert_eq!(command.rows("a\nb\n").rows, vec![vec!["a"], vec!["b"]]);
+        let status: RecordStatus = serde_json::from_str(r#""quarantined""#).unwrap();
+        assert_eq!(status, RecordStatus::Unknown);
+    }
+
+    #[test]
+    fn rows_are_strings_or_objects_in_json() {
+        let text = Row::from("tcp 0.0.0.0:22");
+        assert_eq!(serde_json::to_string(&text).unwrap(), r#""tcp 0.0.0.0:22""#);
+        let columns: Row =
+            serde_json::from_str(r#"{"name":"sshd","port":"22","cmd":"a b"}"#).unwrap();
+        assert_eq!(columns.to_line(), r#"name=sshd port=22 cmd="a b""#);
+        assert_eq!(
+            serde_json::to_string(&columns).unwrap(),
+            r#"{"name":"sshd","port":"22","cmd":"a b"}"#
+        );
+    }
+
+    #[test]
+    fn separator_columns() {
+        let parser = Parser::Columns {
+            header: false,
+            separator: Some(":".into()),
+            max_columns: None,
+        };
+        assert_eq!(parser.parse("root:x:0").rows, vec![vec!["root", "x", "0"]]);
+    }
+}

@@ -1,0 +1,304 @@
+//! The call protocol between host and plugin: which methods each component kind answers, since
+//! which API version, and the document each method takes and returns.
+//!
+//! A call is a method name and a JSON document in, and a JSON document (or an error) out. Nothing
+//! here does I/O or knows how a call travels: the same call crosses the in-process boundary
+//! ([`ffi`](crate::ffi)) or a pipe to an isolated child process unchanged.
+//!
+//! Growing the protocol within a series (see `docs/abi.md` in the diffy repository): append a
+//! [`MethodSpec`] with the new release as `since`, add a trait method with a default
+//! implementation, and dispatch it in the export layer. Documents only gain optional fields.
+//! A host calls a method only when the component's manifest lists it, so an older plugin is never
+//! sent a method it does not know; a newer plugin's extra methods are simply not called.
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::documents::{AnalysisInput, Command, TargetInfo};
+use crate::manifest::ComponentKind;
+
+/// One method of one component kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MethodSpec {
+    /// The component kind that answers it.
+    pub kind: ComponentKind,
+    /// The method's name, as sent in a call.
+    pub name: &'static str,
+    /// The `diffy-plugin-api` release that added it.
+    pub since: &'static str,
+}
+
+const fn method(kind: ComponentKind, name: &'static str, since: &'static str) -> MethodSpec {
+    MethodSpec { kind, name, since }
+}
+
+/// Every method of this API release, by kind, in the order they were added.
+pub const METHODS: &[MethodSpec] = &[
+    method(ComponentKind::CliCommand, "run", "0.2.0"),
+    method(ComponentKind::Target, "get", "0.2.0"),
+    method(ComponentKind::Payload, "generate", "0.2.0"),
+    method(ComponentKind::Collection, "get", "0.2.0"),
+    method(ComponentKind::Persistence, "get", "0.2.0"),
+    method(ComponentKind::Persistence, "save", "0.2.0"),
+    method(ComponentKind::Persistence, "list", "0.2.0"),
+    method(ComponentKind::Analysis, "run", "0.2.0"),
+    method(ComponentKind::Persistence, "save_many", "0.2.1"),
+    method(ComponentKind::Persistence, "get_many", "0.2.1"),
+    // FUTURE: the method the next release adds.
+    method(ComponentKind::Analysis, "explain", "0.2.2"),
+];
+
+/// The methods a component of `kind` answers in this API release, oldest first.
+pub fn methods_of(kind: ComponentKind) -> impl Iterator<Item = &'static MethodSpec> {
+    METHODS.iter().filter(move |m| m.kind == kind)
+}
+
+/// The method `name` of `kind`, if this API release knows it.
+pub fn method_spec(kind: ComponentKind, name: &str) -> Option<&'static MethodSpec> {
+    METHODS.iter().find(|m| m.kind == kind && m.name == name)
+}
+
+/// The services a host offers every activated component, in the other direction: called by name
+/// with a JSON document, like component methods. A plugin built against a newer release that
+/// calls a service this host lacks gets [`CallStatus::NO_SUCH_METHOD`](crate::ffi::CallStatus)
+/// and degrades (a log line or a progress step is dropped).
+pub mod services {
+    use serde::{Deserialize, Serialize};
+
+    /// `log`: a message for the host's log, under the plugin's name. Returns nothing.
+    pub const LOG: &str = "log";
+    /// `data_dir`: the plugin's state directory. Returns a [`DataDir`].
+    pub const DATA_DIR: &str = "data_dir";
+    /// `progress_start`: start or restart a progress bar. Returns nothing.
+    pub const PROGRESS_START: &str = "progress_start";
+    /// `progress_advance`: advance the progress bar. Returns nothing.
+    pub const PROGRESS_ADVANCE: &str = "progress_advance";
+    /// `progress_finish`: finish and clear the progress bar. Returns nothing.
+    pub const PROGRESS_FINISH: &str = "progress_finish";
+
+    /// The input of [`LOG`].
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct Log {
+        /// `debug`, `info`, `warn` or `error`.
+        pub level: LogLevel,
+        /// The message.
+        pub message: String,
+    }
+
+    /// The severity of a logged message.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum LogLevel {
+        /// Fine-grained detail (`-vv`).
+        Debug,
+        /// Progress worth seeing with `-v`.
+        Info,
+        /// Something the user should see.
+        Warn,
+        /// A failure the plugin recovered from.
+        Error,
+        /// A level introduced by a newer release; logged as info.
+        #[serde(other)]
+        Unknown,
+    }
+
+    /// The output of [`DATA_DIR`].
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct DataDir {
+        /// `<config dir>/data/<plugin name>`; it may not exist yet.
+        pub path: String,
+    }
+
+    /// The input of [`PROGRESS_START`].
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct ProgressStart {
+        /// How many steps make the whole.
+        pub total: u64,
+        /// What is progressing.
+        pub message: String,
+    }
+
+    /// The input of [`PROGRESS_ADVANCE`].
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct ProgressAdvance {
+        /// How many steps were made.
+        pub steps: u64,
+    }
+}
+
+/// `cli_command.run`: the arguments after the namespace.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunArgs {
+    /// `["add", "--spoons", "2"]`.
+    #[serde(default)]
+    pub args: Vec<String>,
+}
+
+/// `cli_command.run`'s answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitCode {
+    /// The process exit code.
+    pub exit_code: i32,
+}
+
+/// `target.get`: resolve a key into targets. Answer: an array of [`TargetInfo`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetGet<'a> {
+    /// The target key (a host name, a directory, an inventory file…).
+    #[serde(borrow)]
+    pub key: Cow<'a, str>,
+    /// The incident id, where one exists.
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    pub incident: Option<Cow<'a, str>>,
+}
+
+/// `payload.generate`: the commands to collect. Answer: an array of [`Command`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayloadGenerate<'a> {
+    /// The incident id, where one exists.
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    pub incident: Option<Cow<'a, str>>,
+}
+
+/// `collection.get`: run commands on targets. Answer: an array of
+/// [`Record`](crate::documents::Record), one per target and command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CollectionGet<'a> {
+    /// The targets to collect.
+    pub targets: Cow<'a, [TargetInfo]>,
+    /// The commands to run on each.
+    pub commands: Cow<'a, [Command]>,
+    /// The incident id, where one exists.
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    pub incident: Option<Cow<'a, str>>,
+}
+
+/// `persistence.get`: the document under a key. Answer: a [`Document`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersistenceGet<'a> {
+    /// The key (`baseline/<key>/<command>`, `report/<run>`, …).
+    #[serde(borrow)]
+    pub key: Cow<'a, str>,
+}
+
+/// `persistence.get`'s answer: the document, or `null` when nothing is saved under the key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Document<'a> {
+    /// The saved JSON document, as it was saved.
+    #[serde(borrow)]
+    pub document: Option<&'a RawValue>,
+}
+
+/// `persistence.save`: save a JSON document under a key, replacing what was there. Answers
+/// nothing (an empty document).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PersistenceSave<'a> {
+    /// The key.
+    #[serde(borrow)]
+    pub key: Cow<'a, str>,
+    /// The JSON document, embedded as it is.
+    #[serde(borrow)]
+    pub document: &'a RawValue,
+}
+
+/// `persistence.list`: the keys under a prefix. Answer: a sorted array of strings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersistenceList<'a> {
+    /// The prefix (`""` lists everything).
+    #[serde(borrow)]
+    pub prefix: Cow<'a, str>,
+}
+
+/// `persistence.save_many` (since 0.2.1): save many documents at once, in order. Answers nothing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PersistenceSaveMany<'a> {
+    /// The documents with their keys.
+    #[serde(borrow)]
+    pub items: Vec<PersistenceSave<'a>>,
+}
+
+/// `persistence.get_many` (since 0.2.1): the documents under many keys. Answer: a
+/// [`Documents`], in the order of the keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersistenceGetMany<'a> {
+    /// The keys.
+    #[serde(borrow)]
+    pub keys: Vec<Cow<'a, str>>,
+}
+
+/// `persistence.get_many`'s answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Documents<'a> {
+    /// One entry per key asked for, in order: the document, or `null`.
+    #[serde(borrow)]
+    pub documents: Vec<Option<&'a RawValue>>,
+}
+
+/// `analysis.run`: compare the collected records. Answer: a [`Report`](crate::documents::Report).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnalysisRun<'a> {
+    /// The commands, records and (for analyses that use one) the baseline.
+    pub input: Cow<'a, AnalysisInput>,
+    /// The incident id, where one exists.
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    pub incident: Option<Cow<'a, str>>,
+}
+
+// FUTURE: the new method's documents.
+/// `analysis.explain` (since 0.2.2): why a host scored what it scored. Answer: an
+/// [`Explanation`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnalysisExplain<'a> {
+    /// The target's id.
+    #[serde(borrow)]
+    pub target: Cow<'a, str>,
+}
+
+/// `analysis.explain`'s answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Explanation {
+    /// The explanation, for people.
+    pub text: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_method_is_known_once_and_no_newer_than_this_release() {
+        let this = semver::Version::parse(crate::API_VERSION).unwrap();
+        for (index, spec) in METHODS.iter().enumerate() {
+            let since = semver::Version::parse(spec.since).unwrap();
+            assert!(
+                since <= this,
+                "{} {} is from the future",
+                spec.kind,
+                spec.name
+            );
+            assert!(
+                crate::is_api_compatible(&since, &this),
+                "{} {} belongs to another series",
+                spec.kind,
+                spec.name
+            );
+            assert_eq!(
+                METHODS.iter().position(|m| m == spec),
+                Some(index),
+                "{} {} is listed twice",
+                spec.kind,
+                spec.name
+            );
+        }
+    }
+
+    #[test]
+    fn requests_borrow_from_their_input() {
+        let text = r#"{"key":"baseline/web-1/processes","document":{"a":[1,2]}}"#;
+        let save: PersistenceSave<'_> = serde_json::from_str(text).unwrap();
+        assert!(matches!(save.key, Cow::Borrowed(_)));
+        assert_eq!(save.document.get(), r#"{"a":[1,2]}"#);
+    }
+}
