@@ -150,7 +150,7 @@ impl ComponentHandle {
 
     /// Decode an answer, naming the component when it is malformed.
     fn decode<O: DeserializeOwned>(&self, output: &[u8]) -> Result<O> {
-        serde_json::from_slice(output).map_err(|e| self.label.malformed(e))
+        self.decode_borrowed(output)
     }
 }
 
@@ -261,11 +261,16 @@ impl PersistenceHandle {
         Ok(answer.document.map(|d| d.get().to_string()))
     }
 
-    /// Save the JSON text `document` under `key`.
+    /// Save the JSON text `document` under `key` (checked to be JSON first).
     pub fn save(&self, key: &str, document: &str) -> Result<()> {
+        self.save_document(key, raw(document)?)
+    }
+
+    /// Save a JSON document under `key`.
+    pub fn save_document(&self, key: &str, document: &RawValue) -> Result<()> {
         let request = protocol::PersistenceSave {
             key: Cow::Borrowed(key),
-            document: raw(document)?,
+            document,
         };
         self.handle.call_raw("save", &encode(&request)).map(drop)
     }
@@ -278,21 +283,21 @@ impl PersistenceHandle {
         self.handle.call("list", &request)
     }
 
-    /// Save many `(key, JSON text)` pairs: in one call where the plugin has `save_many`, else
+    /// Save many `(key, document)` pairs: in one call where the plugin has `save_many`, else
     /// one `save` each (a plugin built before 0.2.1).
-    pub fn save_many(&self, items: &[(&str, &str)]) -> Result<()> {
+    pub fn save_many(&self, items: &[(&str, &RawValue)]) -> Result<()> {
         if !self.handle.supports("save_many") {
-            return items.iter().try_for_each(|(key, doc)| self.save(key, doc));
+            return items
+                .iter()
+                .try_for_each(|(key, doc)| self.save_document(key, doc));
         }
         let items = items
             .iter()
-            .map(|(key, document)| {
-                Ok(protocol::PersistenceSave {
-                    key: Cow::Borrowed(*key),
-                    document: raw(document)?,
-                })
+            .map(|(key, document)| protocol::PersistenceSave {
+                key: Cow::Borrowed(*key),
+                document,
             })
-            .collect::<Result<Vec<_>>>()?;
+            .collect();
         let request = protocol::PersistenceSaveMany { items };
         self.handle
             .call_raw("save_many", &encode(&request))
@@ -341,9 +346,11 @@ impl AnalysisHandle {
 }
 
 impl ComponentHandle {
-    /// Decode an answer that borrows from `output`.
+    /// Decode an answer that borrows from `output`. The text is checked as UTF-8 once, up front,
+    /// which is faster than serde_json checking each string of a large document as it goes.
     fn decode_borrowed<'a, O: serde::Deserialize<'a>>(&self, output: &'a [u8]) -> Result<O> {
-        serde_json::from_slice(output).map_err(|e| self.label.malformed(e))
+        let text = std::str::from_utf8(output).map_err(|e| self.label.malformed(e))?;
+        serde_json::from_str(text).map_err(|e| self.label.malformed(e))
     }
 }
 
@@ -435,7 +442,8 @@ mod tests {
     #[test]
     fn batched_calls_fall_back_to_single_ones_for_older_plugins() {
         let (store, transport) = persistence("0.2.0", &["get", "save", "list"]);
-        store.save_many(&[("a", "1"), ("b", "[2]")]).unwrap();
+        let (one, two) = (raw("1").unwrap(), raw("[2]").unwrap());
+        store.save_many(&[("a", one), ("b", two)]).unwrap();
         let calls = transport.calls.lock().unwrap().clone();
         assert_eq!(
             calls,
@@ -452,7 +460,7 @@ mod tests {
         );
         let (store, transport) =
             persistence("0.2.1", &["get", "save", "list", "save_many", "get_many"]);
-        store.save_many(&[("a", "1")]).unwrap();
+        store.save_many(&[("a", raw("1").unwrap())]).unwrap();
         assert_eq!(transport.calls.lock().unwrap()[0].0, "save_many");
     }
 

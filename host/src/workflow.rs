@@ -19,6 +19,7 @@ use diffy_plugin_api::{
     AnalysisInput, Command, ComponentKind, Record, RecordStatus, Report, TargetInfo,
 };
 use indicatif::ProgressBar;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::activation::Activator;
@@ -367,20 +368,32 @@ fn resolve_targets(
     Ok(targets)
 }
 
-fn save(persistence: &Guarded<PersistenceHandle>, key: String, document: String) -> Result<()> {
-    persistence.call("save", move |p| p.save(&key, &document))
+fn save(
+    persistence: &Guarded<PersistenceHandle>,
+    key: String,
+    document: Box<RawValue>,
+) -> Result<()> {
+    persistence.call("save", move |p| p.save_document(&key, &document))
 }
 
 /// Save `(key, document)` pairs in one batched call (one call per document for plugins built
 /// before `save_many`).
-fn save_many(persistence: &Guarded<PersistenceHandle>, items: Vec<(String, String)>) -> Result<()> {
+fn save_many(
+    persistence: &Guarded<PersistenceHandle>,
+    items: Vec<(String, Box<RawValue>)>,
+) -> Result<()> {
     persistence.call("save_many", move |p| {
-        let items: Vec<(&str, &str)> = items
+        let items: Vec<(&str, &RawValue)> = items
             .iter()
-            .map(|(key, document)| (key.as_str(), document.as_str()))
+            .map(|(key, document)| (key.as_str(), &**document))
             .collect();
         p.save_many(&items)
     })
+}
+
+/// A document as JSON, written once and never parsed again on the host's side.
+fn raw_json<T: serde::Serialize>(value: &T) -> Box<RawValue> {
+    serde_json::value::to_raw_value(value).expect("documents serialise")
 }
 
 /// `diffy new baseline KEY`.
@@ -408,11 +421,11 @@ pub fn new_baseline(
         &ProgressBar::hidden(),
     );
     let prefix = baseline_prefix(key);
-    let items: Vec<(String, String)> = records
+    let items: Vec<(String, Box<RawValue>)> = records
         .iter()
         .map(|record| {
             let record_key = format!("{prefix}{}", key_segment(&record.command));
-            (record_key, to_json(record))
+            (record_key, raw_json(record))
         })
         .collect();
     let keys = items.iter().map(|(key, _)| key.clone()).collect();
@@ -465,7 +478,7 @@ pub fn new_analysis(
                 key_segment(&record.target),
                 key_segment(&record.command)
             );
-            (record_key, to_json(record))
+            (record_key, raw_json(record))
         })
         .collect();
     save_many(&components.persistence, items)?;
@@ -497,7 +510,7 @@ pub fn new_analysis(
     save(
         &components.persistence,
         report_key.clone(),
-        to_json(&report),
+        raw_json(&report),
     )?;
     Ok(AnalysisOutcome {
         report,
@@ -536,10 +549,6 @@ fn load_baseline(persistence: &Guarded<PersistenceHandle>, key: &str) -> Result<
                 .map_err(|e| Error::Failure(format!("baseline document {k} is not a record: {e}")))
         })
         .collect()
-}
-
-fn to_json<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_string(value).expect("documents serialise")
 }
 
 /// A run id from the current time: `20261121T235959Z`.
