@@ -418,7 +418,7 @@ def criterion_report(args):
             with open(os.path.join(root, "estimates.json")) as f:
                 found[full_id] = json.load(f)["median"]
     if not found:
-        sys.exit(f"error: no criterion results under {args.dir}; run cargo bench -p diffy first")
+        sys.exit(f"error: no criterion results under {args.dir}; run cargo bench -p diffy-core first")
     lines = ["| benchmark | median | 95% CI |", "|---|---|---|"]
     for full_id in sorted(found, key=lambda k: [int(p) if p.isdigit() else p for p in k.split("/")]):
         m = found[full_id]

@@ -33,7 +33,7 @@
 //!     .unwrap();
 //! assert_eq!(report.hosts[0].target, "web-1");
 //!
-//! // An error (or a panic) in the plugin comes back as `diffy::Error::Plugin`.
+//! // An error (or a panic) in the plugin comes back as `diffy_core::Error::Plugin`.
 //! let message = expect_plugin_error(|| harness.analysis("hello-watch", json!({ "words": [] })));
 //! assert!(message.contains("hello-watch"));
 //! ```
@@ -46,7 +46,7 @@
 //! library built some other way. Either way the library is registered as `diffy plugin install
 //! --link` would (which checks its name, namespaces and API and host versions) in a temporary
 //! configuration directory, with diffy's bundled plugins turned off, and loaded through
-//! `diffy::activation` and `diffy::loader`: the same code, checks and error messages as the
+//! `diffy_core::activation` and `diffy_core::loader`: the same code, checks and error messages as the
 //! `diffy` binary.
 //!
 //! Each `Harness` has its own configuration directory, so tests running in parallel do not share
@@ -65,18 +65,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
-use diffy::activation::Activator;
-use diffy::catalog::{Catalog, KnownPlugin};
-use diffy::config::{Settings, library_file_name};
-use diffy::install::{self, InstallOptions, InstallOutcome};
-use diffy::services::HostServices;
+use diffy_core::activation::Activator;
+use diffy_core::catalog::{Catalog, KnownPlugin};
+use diffy_core::config::{Settings, library_file_name};
+use diffy_core::install::{self, InstallOptions, InstallOutcome};
+use diffy_core::services::HostServices;
 use diffy_plugin_api::__private::{PANIC_PROBE, PANIC_PROBE_MESSAGE};
 use diffy_plugin_api::{Component, ComponentKind, Manifest};
 use serde_json::Map;
 use tempfile::TempDir;
 
-pub use diffy::Error;
-pub use diffy::component::{
+pub use diffy_core::Error;
+pub use diffy_core::component::{
     AnalysisHandle, CliCommandHandle, CollectionHandle, PayloadHandle, PersistenceHandle,
     TargetHandle,
 };
@@ -227,41 +227,41 @@ impl Harness {
     }
 
     /// Run `diffy <namespace> ARGS…` in-process: its exit code, or the error diffy would print.
-    pub fn try_cli(&self, namespace: &str, args: &[&str]) -> diffy::Result<i32> {
+    pub fn try_cli(&self, namespace: &str, args: &[&str]) -> diffy_core::Result<i32> {
         let command = self.cli_command(namespace)?;
         let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         command.run(&args)
     }
 
     /// Activate the CLI namespace `namespace`.
-    pub fn cli_command(&self, namespace: &str) -> diffy::Result<CliCommandHandle> {
+    pub fn cli_command(&self, namespace: &str) -> diffy_core::Result<CliCommandHandle> {
         self.activator().cli_command(namespace)
     }
 
     /// Activate the Target component `slug` with `options` (a JSON object).
-    pub fn target(&self, slug: &str, options: Value) -> diffy::Result<TargetHandle> {
+    pub fn target(&self, slug: &str, options: Value) -> diffy_core::Result<TargetHandle> {
         self.activator().activate_target(slug, &object(options)?)
     }
 
     /// Activate the Payload component `slug` with `options` (a JSON object).
-    pub fn payload(&self, slug: &str, options: Value) -> diffy::Result<PayloadHandle> {
+    pub fn payload(&self, slug: &str, options: Value) -> diffy_core::Result<PayloadHandle> {
         self.activator().activate_payload(slug, &object(options)?)
     }
 
     /// Activate the Collection component `slug` with `options` (a JSON object).
-    pub fn collection(&self, slug: &str, options: Value) -> diffy::Result<CollectionHandle> {
+    pub fn collection(&self, slug: &str, options: Value) -> diffy_core::Result<CollectionHandle> {
         self.activator()
             .activate_collection(slug, &object(options)?)
     }
 
     /// Activate the Persistence component `slug` with `options` (a JSON object).
-    pub fn persistence(&self, slug: &str, options: Value) -> diffy::Result<PersistenceHandle> {
+    pub fn persistence(&self, slug: &str, options: Value) -> diffy_core::Result<PersistenceHandle> {
         self.activator()
             .activate_persistence(slug, &object(options)?)
     }
 
     /// Activate the Analysis component `slug` with `options` (a JSON object).
-    pub fn analysis(&self, slug: &str, options: Value) -> diffy::Result<AnalysisHandle> {
+    pub fn analysis(&self, slug: &str, options: Value) -> diffy_core::Result<AnalysisHandle> {
         self.activator().activate_analysis(slug, &object(options)?)
     }
 
@@ -512,7 +512,7 @@ impl Harness {
 }
 
 /// Turn a JSON value into an options object, or the usage error diffy would give.
-fn object(options: Value) -> diffy::Result<Map<String, Value>> {
+fn object(options: Value) -> diffy_core::Result<Map<String, Value>> {
     match options {
         Value::Object(map) => Ok(map),
         Value::Null => Ok(Map::new()),
@@ -531,7 +531,7 @@ fn object(options: Value) -> diffy::Result<Map<String, Value>> {
 /// let message = expect_plugin_error(|| harness.analysis("hello-watch", json!({ "words": [] })));
 /// assert!(message.contains("needs at least one word"));
 /// ```
-pub fn expect_plugin_error<T>(call: impl FnOnce() -> diffy::Result<T>) -> String {
+pub fn expect_plugin_error<T>(call: impl FnOnce() -> diffy_core::Result<T>) -> String {
     match call() {
         Ok(_) => panic!("expected a plugin error, but the call succeeded"),
         Err(Error::Plugin(message)) => message,
@@ -541,7 +541,7 @@ pub fn expect_plugin_error<T>(call: impl FnOnce() -> diffy::Result<T>) -> String
 
 /// As [`expect_plugin_error`], and the error must come from a panic inside the plugin
 /// (`plugin … panicked in …`). Returns the message, which holds the panic's message and location.
-pub fn expect_plugin_panic<T>(call: impl FnOnce() -> diffy::Result<T>) -> String {
+pub fn expect_plugin_panic<T>(call: impl FnOnce() -> diffy_core::Result<T>) -> String {
     let message = expect_plugin_error(call);
     assert!(
         message.contains(" panicked "),
@@ -659,7 +659,7 @@ fn cargo_build(manifest_path: &Path) -> Result<PathBuf, String> {
             manifest_path.display()
         ));
     }
-    diffy::package::cdylib_from_messages(&output.stdout, manifest_path).ok_or_else(|| {
+    diffy_core::package::cdylib_from_messages(&output.stdout, manifest_path).ok_or_else(|| {
         format!(
             "{} builds no cdylib: a diffy plugin needs `crate-type = [\"cdylib\"]` under [lib]",
             manifest_path.display()

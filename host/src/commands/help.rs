@@ -2,10 +2,10 @@
 //! manifest cache (no plugin library is opened).
 
 use clap::CommandFactory;
-use diffy::Result;
-use diffy::catalog::Catalog;
-use diffy::config::Settings;
-use diffy::error::Error;
+use diffy_core::Result;
+use diffy_core::catalog::Catalog;
+use diffy_core::config::Settings;
+use diffy_core::error::Error;
 use diffy_plugin_api::ComponentKind;
 
 use crate::cli::Cli;

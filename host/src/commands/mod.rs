@@ -7,9 +7,9 @@ mod plugin;
 mod report;
 mod show;
 
-use diffy::Result;
-use diffy::activation::Activator;
-use diffy::config::Settings;
+use diffy_core::Result;
+use diffy_core::activation::Activator;
+use diffy_core::config::Settings;
 
 use crate::cli::{Cli, Commands};
 

@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-use diffy::Result;
-use diffy::activation::Activator;
-use diffy::config::Settings;
-use diffy::workflow::{self, Choices, RunOptions};
+use diffy_core::Result;
+use diffy_core::activation::Activator;
+use diffy_core::config::Settings;
+use diffy_core::workflow::{self, Choices, RunOptions};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::report;

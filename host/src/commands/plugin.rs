@@ -1,15 +1,15 @@
 //! `diffy plugin …`: the plugin manager's commands.
 
 use comfy_table::{ContentArrangement, Table, presets};
-use diffy::Result;
-use diffy::activation::Activator;
-use diffy::catalog::{Catalog, Conflict, KnownPlugin};
-use diffy::config::Settings;
-use diffy::error::Error;
-use diffy::install::{self, InstallOptions, InstallOutcome};
-use diffy::package;
-use diffy::scaffold::{self, NewPlugin};
-use diffy::workflow;
+use diffy_core::Result;
+use diffy_core::activation::Activator;
+use diffy_core::catalog::{Catalog, Conflict, KnownPlugin};
+use diffy_core::config::Settings;
+use diffy_core::error::Error;
+use diffy_core::install::{self, InstallOptions, InstallOutcome};
+use diffy_core::package;
+use diffy_core::scaffold::{self, NewPlugin};
+use diffy_core::workflow;
 use diffy_plugin_api::ComponentKind;
 use serde_json::json;
 
@@ -269,7 +269,7 @@ fn info(settings: &Settings, name: &str, format: Format) -> Result<u8> {
         _ => status,
     };
     let manifest = loaded_manifest.or(plugin.manifest.clone());
-    let manifest_file = (plugin.source == diffy::catalog::Source::Installed)
+    let manifest_file = (plugin.source == diffy_core::catalog::Source::Installed)
         .then(|| plugin.library.with_file_name("manifest.json"));
     match format {
         Format::Json => {

@@ -1,10 +1,10 @@
 //! `diffy show`: read back what the jobs saved.
 
-use diffy::Result;
-use diffy::activation::Activator;
-use diffy::config::Settings;
-use diffy::error::Error;
-use diffy::workflow;
+use diffy_core::Result;
+use diffy_core::activation::Activator;
+use diffy_core::config::Settings;
+use diffy_core::error::Error;
+use diffy_core::workflow;
 use diffy_plugin_api::Report;
 
 use super::report;

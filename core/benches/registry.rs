@@ -20,10 +20,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use diffy::catalog::Catalog;
-use diffy::config::Settings;
-use diffy::manifest_cache;
-use diffy::registry::Registry;
+use diffy_core::catalog::Catalog;
+use diffy_core::config::Settings;
+use diffy_core::manifest_cache;
+use diffy_core::registry::Registry;
 use diffy_plugin_api::{Component, ComponentKind, Manifest, OptionSpec, OptionType};
 use serde_json::json;
 
@@ -77,7 +77,7 @@ fn populate(dir: &Path, count: usize) -> Settings {
         let (name, namespace, slug) = common::bench_plugin(index);
         let installed = dir.join("plugins").join(&name).join(VERSION);
         std::fs::create_dir_all(&installed).expect("create plugin dir");
-        let library = diffy::config::library_file_name(&name);
+        let library = diffy_core::config::library_file_name(&name);
         std::fs::write(installed.join(&library), b"placeholder").expect("write library");
         let manifest = serde_json::to_string_pretty(&manifest(&name, &namespace, &slug))
             .expect("serialise manifest");

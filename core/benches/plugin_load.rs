@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
-use diffy::loader::{self, Expectation, FileIdentity, Verified};
-use diffy::services::HostServices;
+use diffy_core::loader::{self, Expectation, FileIdentity, Verified};
+use diffy_core::services::HostServices;
 use diffy_plugin_api::ComponentKind;
 use diffy_plugin_api::documents::sha256_hex;
 use serde_json::{Map, Value, json};
@@ -101,7 +101,7 @@ impl Copies {
             let path = self
                 .dir
                 .path()
-                .join(diffy::config::library_file_name(&name));
+                .join(diffy_core::config::library_file_name(&name));
             std::fs::write(&path, &bytes).expect("write a fixture copy");
             let identity = identity_of(&path);
             self.pool.push(Copy {

@@ -52,16 +52,16 @@ pub fn ensure_plugins_built() {
 /// A built plugin library of the profile directory (`diffy-fixture` → `libdiffy_fixture.so`).
 pub fn library(package: &str) -> PathBuf {
     ensure_plugins_built();
-    profile_dir().join(diffy::config::library_file_name(package))
+    profile_dir().join(diffy_core::config::library_file_name(package))
 }
 
 /// The unpatched fixture library, loaded once through diffy's loader (no digest, no record).
-pub fn load_fixture() -> diffy::loader::LoadedLibrary {
-    let expect = diffy::loader::Expectation {
+pub fn load_fixture() -> diffy_core::loader::LoadedLibrary {
+    let expect = diffy_core::loader::Expectation {
         name: Some(FIXTURE_NAME),
         ..Default::default()
     };
-    diffy::loader::load(&library("diffy-fixture"), expect).expect("load the fixture")
+    diffy_core::loader::load(&library("diffy-fixture"), expect).expect("load the fixture")
 }
 
 /// The fixture's slot patching, shared with the end-to-end tests.

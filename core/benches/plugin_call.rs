@@ -23,8 +23,8 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use diffy::component::{AnalysisHandle, PersistenceHandle};
-use diffy::services::HostServices;
+use diffy_core::component::{AnalysisHandle, PersistenceHandle};
+use diffy_core::services::HostServices;
 use diffy_plugin_api::{
     Analysis, AnalysisInput, Command, ComponentKind, Persistence, Record, RecordStatus, Report,
     Result, anyhow,

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use diffy::registry::{InstallationType, Registry, RegistryEntry};
+use diffy_core::registry::{InstallationType, Registry, RegistryEntry};
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 

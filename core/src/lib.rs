@@ -1,4 +1,7 @@
-//! The core of `diffy`, a plugin host for differential triage of hosts during a security incident.
+//! `diffy-core`: everything `diffy` does, as a library with no terminal: the plugin registry, the
+//! loader, lazy activation, the plugin manager and Diffy's baseline and analysis jobs. The `diffy`
+//! binary (crate `diffy`, in `host/`) parses the command line, calls in here and prints; plugin
+//! authors' tests call in here through `diffy-plugin-harness`.
 //!
 //! Layers, from the bottom up: [`config`] (where files live), [`registry`] (`plugins.json`),
 //! [`loader`] (the only module with `unsafe` and FFI: opening libraries, calling plugins),
