@@ -23,6 +23,7 @@ use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::loader::{self, Expectation, LoadedLibrary, Verified};
 use crate::manifest_cache;
+use crate::progress::{ProgressDisplay, Silent};
 use crate::registry::write_atomically;
 use crate::services::HostServices;
 
@@ -31,16 +32,24 @@ pub struct Activator {
     settings: Settings,
     catalog: Option<Catalog>,
     loaded: HashMap<PathBuf, Arc<LoadedLibrary>>,
+    progress: Arc<dyn ProgressDisplay>,
 }
 
 impl Activator {
-    /// An activator that has loaded nothing yet.
+    /// An activator that has loaded nothing yet, whose components show no progress.
     pub fn new(settings: Settings) -> Self {
         Activator {
             settings,
             catalog: None,
             loaded: HashMap::new(),
+            progress: Arc::new(Silent),
         }
+    }
+
+    /// Let `display` draw the progress of the components this activator activates.
+    pub fn with_progress(mut self, display: Arc<dyn ProgressDisplay>) -> Self {
+        self.progress = display;
+        self
     }
 
     /// The settings in use.
@@ -118,7 +127,7 @@ impl Activator {
     }
 
     fn services(&self, plugin: &str) -> HostServices {
-        HostServices::new(plugin, self.settings.data_dir(plugin))
+        HostServices::with_progress(plugin, self.settings.data_dir(plugin), &*self.progress)
     }
 
     /// Activate the CLI namespace `namespace`.

@@ -20,6 +20,7 @@ pub mod install;
 pub mod loader;
 pub mod manifest_cache;
 pub mod package;
+pub mod progress;
 pub mod registry;
 pub mod scaffold;
 pub mod services;

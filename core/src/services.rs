@@ -1,33 +1,38 @@
 //! The services the host offers every activated component — logging into the host's `tracing`
-//! output, the plugin's data directory, a progress bar drawn only on a terminal — answered by
+//! output, the plugin's data directory, a progress indicator — answered by
 //! name with JSON documents, like component methods in the other direction
 //! ([`diffy_plugin_api::protocol::services`]). A service this host does not know is
 //! [`CallFailure::NoSuchMethod`], which a newer plugin takes as "degrade".
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use diffy_plugin_api::protocol::services::{self, LogLevel};
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::de::DeserializeOwned;
 
 use crate::component::CallFailure;
+use crate::progress::{Progress, ProgressDisplay, Silent};
 
 /// The services of one activated component.
 #[derive(Clone)]
 pub struct HostServices {
     plugin: String,
     data_dir: PathBuf,
-    progress: Arc<Mutex<Option<ProgressBar>>>,
+    progress: Arc<dyn Progress>,
 }
 
 impl HostServices {
-    /// Services for `plugin`, whose state lives in `data_dir`.
+    /// Services for `plugin`, whose state lives in `data_dir`, showing no progress.
     pub fn new(plugin: &str, data_dir: PathBuf) -> Self {
+        HostServices::with_progress(plugin, data_dir, &Silent)
+    }
+
+    /// Services for `plugin` whose progress `display` draws.
+    pub fn with_progress(plugin: &str, data_dir: PathBuf, display: &dyn ProgressDisplay) -> Self {
         HostServices {
             plugin: plugin.to_string(),
             data_dir,
-            progress: Arc::new(Mutex::new(None)),
+            progress: display.indicator().into(),
         }
     }
 
@@ -47,24 +52,16 @@ impl HostServices {
             }
             services::PROGRESS_START => {
                 let start: services::ProgressStart = decode(service, input)?;
-                self.progress_start(start.total, start.message);
+                self.progress.start(start.total, &start.message);
                 Ok(Vec::new())
             }
             services::PROGRESS_ADVANCE => {
                 let advance: services::ProgressAdvance = decode(service, input)?;
-                if let Ok(slot) = self.progress.lock()
-                    && let Some(bar) = slot.as_ref()
-                {
-                    bar.inc(advance.steps);
-                }
+                self.progress.advance(advance.steps);
                 Ok(Vec::new())
             }
             services::PROGRESS_FINISH => {
-                if let Ok(mut slot) = self.progress.lock()
-                    && let Some(bar) = slot.take()
-                {
-                    bar.finish_and_clear();
-                }
+                self.progress.finish();
                 Ok(Vec::new())
             }
             _ => Err(CallFailure::NoSuchMethod(format!(
@@ -80,19 +77,6 @@ impl HostServices {
             LogLevel::Info | LogLevel::Unknown => tracing::info!(plugin, "{message}"),
             LogLevel::Warn => tracing::warn!(plugin, "{message}"),
             LogLevel::Error => tracing::error!(plugin, "{message}"),
-        }
-    }
-
-    fn progress_start(&self, total: u64, message: String) {
-        let bar = ProgressBar::new(total)
-            .with_style(
-                ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {elapsed}")
-                    .expect("valid template")
-                    .progress_chars("=> "),
-            )
-            .with_message(message);
-        if let Ok(mut slot) = self.progress.lock() {
-            *slot = Some(bar);
         }
     }
 }

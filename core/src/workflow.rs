@@ -18,7 +18,6 @@ use std::time::{Duration, SystemTime};
 use diffy_plugin_api::{
     AnalysisInput, Command, ComponentKind, Record, RecordStatus, Report, TargetInfo,
 };
-use indicatif::ProgressBar;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
@@ -27,6 +26,7 @@ use crate::component::{
     CollectionHandle, ComponentHandle, Label, PayloadHandle, PersistenceHandle, TargetHandle,
 };
 use crate::error::{Error, Result};
+use crate::progress::{Progress, Silent};
 
 /// The slugs of the five components a run uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -418,7 +418,7 @@ pub fn new_baseline(
         std::slice::from_ref(&first),
         &commands,
         run,
-        &ProgressBar::hidden(),
+        &Silent,
     );
     let prefix = baseline_prefix(key);
     let items: Vec<(String, Box<RawValue>)> = records
@@ -443,7 +443,7 @@ pub fn new_analysis(
     activator: &mut Activator,
     key: &str,
     run: &RunOptions,
-    progress: &ProgressBar,
+    progress: &dyn Progress,
 ) -> Result<AnalysisOutcome> {
     let (components, analysis_options) = activate_pipeline(activator, run, true)?;
     let analysis_options = analysis_options.expect("requested");
@@ -620,9 +620,9 @@ fn collect(
     targets: &[TargetInfo],
     commands: &[Command],
     run: &RunOptions,
-    progress: &ProgressBar,
+    progress: &dyn Progress,
 ) -> Vec<Record> {
-    progress.set_length(targets.len() as u64);
+    progress.start(targets.len() as u64, "collecting hosts");
     let commands: Arc<[Command]> = commands.into();
     let next = AtomicUsize::new(0);
     let jobs = run.jobs.clamp(1, targets.len().max(1));
@@ -648,10 +648,10 @@ fn collect(
         drop(sender);
         for (index, records) in receiver {
             per_target[index] = records;
-            progress.inc(1);
+            progress.advance(1);
         }
     });
-    progress.finish_and_clear();
+    progress.finish();
     per_target.into_iter().flatten().collect()
 }
 

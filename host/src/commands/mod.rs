@@ -7,11 +7,19 @@ mod plugin;
 mod report;
 mod show;
 
+use std::sync::Arc;
+
 use diffy_core::Result;
 use diffy_core::activation::Activator;
 use diffy_core::config::Settings;
 
 use crate::cli::{Cli, Commands};
+use crate::progress::TerminalProgress;
+
+/// An activator whose components draw their progress on the terminal.
+fn activator(settings: &Settings) -> Activator {
+    Activator::new(settings.clone()).with_progress(Arc::new(TerminalProgress))
+}
 
 /// Run the parsed command line; returns the exit code.
 pub fn run(cli: Cli) -> Result<u8> {
@@ -36,7 +44,7 @@ pub fn run(cli: Cli) -> Result<u8> {
 /// `diffy <namespace> ARGS…`: open only the library that owns the namespace.
 fn run_namespace(settings: Settings, args: &[String]) -> Result<u8> {
     let (namespace, rest) = args.split_first().expect("clap passes the subcommand name");
-    let mut activator = Activator::new(settings);
+    let mut activator = activator(&settings);
     let command = activator.cli_command(namespace)?;
     let code = command.run(rest)?;
     Ok(u8::try_from(code).unwrap_or(1))

@@ -3,13 +3,13 @@
 use std::time::Duration;
 
 use diffy_core::Result;
-use diffy_core::activation::Activator;
 use diffy_core::config::Settings;
+use diffy_core::progress::ProgressDisplay;
 use diffy_core::workflow::{self, Choices, RunOptions};
-use indicatif::{ProgressBar, ProgressStyle};
 
 use super::report;
 use crate::cli::{Format, NewCommand, PluginChoices};
+use crate::progress::TerminalProgress;
 
 fn run_options(
     choices: PluginChoices,
@@ -36,7 +36,7 @@ fn run_options(
 
 /// Run `diffy new …`.
 pub fn run(settings: &Settings, command: NewCommand) -> Result<u8> {
-    let mut activator = Activator::new(settings.clone());
+    let mut activator = super::activator(settings);
     match command {
         NewCommand::Baseline {
             target_key,
@@ -77,12 +77,8 @@ pub fn run(settings: &Settings, command: NewCommand) -> Result<u8> {
             fail_on_diff,
         } => {
             let run = run_options(choices, Some(analysis_plugin), baseline);
-            let progress = ProgressBar::new(0).with_style(
-                ProgressStyle::with_template("collecting [{bar:30}] {pos}/{len} hosts {elapsed}")
-                    .expect("valid template")
-                    .progress_chars("=> "),
-            );
-            let outcome = workflow::new_analysis(&mut activator, &target_key, &run, &progress)?;
+            let progress = TerminalProgress.indicator();
+            let outcome = workflow::new_analysis(&mut activator, &target_key, &run, &*progress)?;
             match format {
                 Format::Json => println!(
                     "{}",

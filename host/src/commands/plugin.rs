@@ -2,7 +2,6 @@
 
 use comfy_table::{ContentArrangement, Table, presets};
 use diffy_core::Result;
-use diffy_core::activation::Activator;
 use diffy_core::catalog::{Catalog, Conflict, KnownPlugin};
 use diffy_core::config::Settings;
 use diffy_core::error::Error;
@@ -127,7 +126,7 @@ fn call(
     };
     serde_json::from_str::<serde::de::IgnoredAny>(&input)
         .map_err(|e| Error::Usage(format!("the input document is not JSON: {e}")))?;
-    let mut activator = Activator::new(settings.clone());
+    let mut activator = super::activator(settings);
     let component = workflow::open_component(&mut activator, kind, name, options)?;
     let answer = component.call_raw(method, input.as_bytes())?;
     if !answer.is_empty() {
@@ -248,7 +247,7 @@ fn info(settings: &Settings, name: &str, format: Format) -> Result<u8> {
     let plugin = catalog.get(name).cloned().ok_or_else(|| {
         Error::Usage(format!("no plugin named {name:?}; run 'diffy plugin list'"))
     })?;
-    let mut activator = Activator::new(settings.clone());
+    let mut activator = super::activator(settings);
     let (status, loaded_manifest, actual_sha256) = match activator.load(&plugin) {
         Ok(loaded) => (
             "loaded".to_string(),

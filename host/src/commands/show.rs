@@ -1,7 +1,6 @@
 //! `diffy show`: read back what the jobs saved.
 
 use diffy_core::Result;
-use diffy_core::activation::Activator;
 use diffy_core::config::Settings;
 use diffy_core::error::Error;
 use diffy_core::workflow;
@@ -12,7 +11,7 @@ use crate::cli::{Format, ShowArgs};
 
 /// Run `diffy show`.
 pub fn run(settings: &Settings, args: ShowArgs) -> Result<u8> {
-    let mut activator = Activator::new(settings.clone());
+    let mut activator = super::activator(settings);
     let persistence =
         workflow::open_persistence(&mut activator, &args.persistence_plugin, &args.options)?;
     let Some(key) = args.key else {
