@@ -21,7 +21,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
-use diffy_core::loader::{self, Expectation, FileIdentity, Verified};
+use diffy_core::files::FileIdentity;
+use diffy_core::loader::{self, Expectation, Verified};
 use diffy_core::services::HostServices;
 use diffy_plugin_api::ComponentKind;
 use diffy_plugin_api::documents::sha256_hex;
@@ -103,7 +104,7 @@ impl Copies {
                 .path()
                 .join(diffy_core::config::library_file_name(&name));
             std::fs::write(&path, &bytes).expect("write a fixture copy");
-            let identity = identity_of(&path);
+            let identity = FileIdentity::of_path(&path).expect("stat the copy");
             self.pool.push(Copy {
                 path,
                 name,
@@ -121,19 +122,6 @@ impl Copies {
     }
 }
 
-/// The identity the loader records for a file (device, inode, size, mtime, ctime).
-fn identity_of(path: &Path) -> FileIdentity {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(path).expect("stat");
-    FileIdentity {
-        dev: m.dev(),
-        ino: m.ino(),
-        size: m.size(),
-        mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
-        ctime_ns: m.ctime() * 1_000_000_000 + m.ctime_nsec(),
-    }
-}
-
 fn services(name: &str, data: &Path) -> HostServices {
     HostServices::new(name, data.join(name))
 }
@@ -146,6 +134,7 @@ fn load_and_activate(copy: &Copy, previous: Option<&Verified>, data: &Path) -> V
             name: Some(&copy.name),
             sha256: Some(&copy.sha256),
             previous,
+            shown_as: None,
         },
     )
     .unwrap_or_else(|e| panic!("load {}: {e}", copy.path.display()));
@@ -164,7 +153,7 @@ fn load_and_activate(copy: &Copy, previous: Option<&Verified>, data: &Path) -> V
 fn first_load(c: &mut Criterion) {
     let mut copies = Copies::new();
     let data = tempfile::tempdir().expect("temp dir");
-    let exe = identity_of(&std::env::current_exe().expect("current exe"));
+    let exe = FileIdentity::of_current_exe().expect("stat the benchmark");
     // One-shot: the very first loads of this process, before any warm-up.
     let first = copies.take(5);
     for copy in &first {

@@ -21,10 +21,10 @@ use crate::component::{
 };
 use crate::config::Settings;
 use crate::error::{Error, Result};
+use crate::files::write_atomically;
 use crate::loader::{self, Expectation, LoadedLibrary, Verified};
 use crate::manifest_cache;
 use crate::progress::{ProgressDisplay, Silent};
-use crate::registry::write_atomically;
 use crate::services::HostServices;
 
 /// Loads plugins on demand for one process.
@@ -92,6 +92,7 @@ impl Activator {
             name: Some(&plugin.name),
             sha256: plugin.sha256.as_deref(),
             previous: previous.as_ref(),
+            shown_as: None,
         };
         let loaded = loader::load(&plugin.library, expect).map_err(|e| {
             Error::Plugin(format!(

@@ -9,81 +9,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use diffy_plugin_api::{ComponentKind, Manifest};
-use serde::{Deserialize, Serialize};
 
 use crate::config::{BUILT_IN_COMMANDS, BUNDLED_PLUGINS, Settings};
 use crate::error::{Error, Result};
+use crate::files::FileIdentity;
+pub use crate::known::{KnownPlugin, Source};
 use crate::loader::{self, Expectation};
-use crate::manifest_cache::{self, Stamp};
+use crate::manifest_cache;
 use crate::registry::{InstallationType, Registry, RegistryEntry};
-
-/// Where a plugin comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Source {
-    /// Shipped with the binary.
-    Bundled,
-    /// Copied into the configuration directory.
-    Installed,
-    /// Used in place from a path.
-    Path,
-}
-
-impl Source {
-    /// The spelling in listings.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Source::Bundled => "bundled",
-            Source::Installed => "installed",
-            Source::Path => "path",
-        }
-    }
-}
-
-/// A plugin in the *known* state: what the registry says plus its cached manifest.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct KnownPlugin {
-    /// The plugin's name.
-    pub name: String,
-    /// Where it comes from.
-    pub source: Source,
-    /// Its library.
-    pub library: PathBuf,
-    /// The library's size and modification time when the manifest was cached (path and bundled).
-    #[serde(default)]
-    pub stamp: Option<Stamp>,
-    /// The SHA-256 recorded at install time (installed plugins).
-    #[serde(default)]
-    pub sha256: Option<String>,
-    /// The last manifest read from the library, if one ever was.
-    #[serde(default)]
-    pub manifest: Option<Manifest>,
-    /// Why the plugin cannot be used, if it cannot.
-    #[serde(default)]
-    pub error: Option<String>,
-}
-
-impl KnownPlugin {
-    /// The version: the manifest's, else what the registry recorded.
-    pub fn version(&self) -> Option<&str> {
-        self.manifest.as_ref().map(|m| m.version.as_str())
-    }
-
-    /// Whether the plugin's manifest declares the component.
-    pub fn provides(&self, kind: ComponentKind, name: &str) -> bool {
-        self.manifest
-            .as_ref()
-            .is_some_and(|m| m.component(kind, name).is_some())
-    }
-
-    /// `known` or `error: …`.
-    pub fn status(&self) -> String {
-        match &self.error {
-            Some(error) => format!("error: {error}"),
-            None => "known".to_string(),
-        }
-    }
-}
 
 /// Two or more plugins claiming one component, or a namespace shadowing a built-in command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,7 +63,7 @@ impl Catalog {
             && settings.bundled_plugins
             && let Some(plugins) = manifest_cache::read_fresh(settings)
             && plugins.iter().all(|p| match p.stamp {
-                Some(stamp) => Stamp::of(&p.library) == Some(stamp),
+                Some(stamp) => FileIdentity::of_path(&p.library) == Some(stamp),
                 None => p.error.is_some() || p.library.is_file(),
             })
         {
@@ -171,7 +104,7 @@ impl Catalog {
         }
         let catalog = Catalog { plugins };
         if settings.user_plugins && settings.bundled_plugins {
-            manifest_cache::write(settings, &catalog);
+            manifest_cache::write(settings, &catalog.plugins);
         }
         Ok(catalog)
     }
@@ -327,7 +260,7 @@ fn refresh(
     sha256: Option<String>,
     previous: &HashMap<String, KnownPlugin>,
 ) -> KnownPlugin {
-    let stamp = Stamp::of(&library);
+    let stamp = FileIdentity::of_path(&library);
     if let Some(old) = previous.get(name)
         && old.source == source
         && old.library == library

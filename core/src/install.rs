@@ -8,16 +8,15 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use diffy_plugin_api::Manifest;
 use diffy_plugin_api::documents::sha256_hex;
-use diffy_plugin_api::{ComponentKind, Manifest};
 
 use crate::catalog::Catalog;
-use crate::config::{
-    BUILT_IN_COMMANDS, BUNDLED_PLUGINS, Settings, is_library_file, library_file_name,
-};
+use crate::config::{BUNDLED_PLUGINS, Settings, library_file_name};
 use crate::error::{Error, IoContext, Result};
+use crate::files;
+use crate::inspect::{Candidate, check_namespaces};
 use crate::loader::{self, Expectation};
-use crate::package;
 use crate::registry::{self, InstallationType, Registry, RegistryEntry, installed_dir};
 
 /// How to install.
@@ -55,98 +54,25 @@ pub enum InstallOutcome {
     },
 }
 
-/// What `plugin check` found.
-pub struct CheckReport {
-    /// The library checked.
-    pub library: PathBuf,
-    /// Its manifest.
-    pub manifest: Manifest,
-    /// Its SHA-256.
-    pub sha256: String,
-}
-
-/// The library a user pointed at: the file itself, or the one library inside a directory.
-pub fn find_library(path: &Path) -> Result<PathBuf> {
-    let metadata = fs::metadata(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => Error::Usage(format!("{} does not exist", path.display())),
-        _ => Error::io("read", path, e),
-    })?;
-    if metadata.is_file() {
-        return Ok(path.to_path_buf());
-    }
-    let mut libraries: Vec<PathBuf> = fs::read_dir(path)
-        .with_path("read", path)?
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && is_library_file(p))
-        .collect();
-    libraries.sort();
-    match libraries.len() {
-        1 => Ok(libraries.remove(0)),
-        0 => Err(Error::Usage(format!(
-            "{} holds no plugin library (*{})",
-            path.display(),
-            std::env::consts::DLL_SUFFIX
-        ))),
-        _ => Err(Error::Usage(format!(
-            "{} holds several libraries ({}); name the one to install",
-            path.display(),
-            libraries
-                .iter()
-                .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))),
-    }
-}
-
-/// Load and validate a library without installing it.
-pub fn check(path: &Path) -> Result<CheckReport> {
-    if package::is_archive(path) {
-        let staged = package::extract(path)?;
-        let report = staged.attribute(check(&staged.library))?;
-        return Ok(CheckReport {
-            library: path.to_path_buf(),
-            ..report
-        });
-    }
-    let library = find_library(path)?;
-    let bytes = fs::read(&library).with_path("read", &library)?;
-    let sha256 = sha256_hex(&bytes);
-    let loaded = loader::load(&library, Expectation::default())
-        .map_err(|e| Error::Plugin(format!("{}: {e}", library.display())))?;
-    check_namespaces(&loaded.manifest)?;
-    Ok(CheckReport {
-        library,
-        manifest: loaded.manifest,
-        sha256,
-    })
-}
-
 /// Install the plugin library at `path`.
 pub fn install(
     settings: &Settings,
     path: &Path,
     options: InstallOptions,
 ) -> Result<InstallOutcome> {
-    if package::is_archive(path) {
-        if options.link {
+    // An archive is verified and unpacked into a temporary directory, removed on every path out.
+    let candidate = Candidate::open(path)?;
+    let outcome = if options.link {
+        if candidate.is_archive() {
             return Err(Error::Usage(format!(
                 "{} is a plugin archive; --link uses a library in place, so install the archive \
                  without --link",
                 path.display()
             )));
         }
-        // Verified and unpacked into a temporary directory, removed on every path out.
-        let staged = package::extract(path)?;
-        let outcome = staged.attribute(copy_in(settings, &staged.library, None, options.force))?;
-        refresh_cache(settings);
-        return Ok(outcome);
-    }
-    let library = find_library(path)?;
-    let outcome = if options.link {
-        link(settings, &library)?
+        link(settings, &candidate)?
     } else {
-        copy_in(settings, &library, None, options.force)?
+        copy_in(settings, &candidate, None, options.force)?
     };
     refresh_cache(settings);
     Ok(outcome)
@@ -154,14 +80,8 @@ pub fn install(
 
 /// Replace the installed plugin `name` with the build at `path`.
 pub fn update(settings: &Settings, name: &str, path: &Path) -> Result<InstallOutcome> {
-    if package::is_archive(path) {
-        let staged = package::extract(path)?;
-        let outcome = staged.attribute(copy_in(settings, &staged.library, Some(name), true))?;
-        refresh_cache(settings);
-        return Ok(outcome);
-    }
-    let library = find_library(path)?;
-    let outcome = copy_in(settings, &library, Some(name), true)?;
+    let candidate = Candidate::open(path)?;
+    let outcome = copy_in(settings, &candidate, Some(name), true)?;
     refresh_cache(settings);
     Ok(outcome)
 }
@@ -260,21 +180,6 @@ fn refresh_cache(settings: &Settings) {
     }
 }
 
-/// Refuse a plugin whose CLI namespaces shadow built-in commands.
-fn check_namespaces(manifest: &Manifest) -> Result<()> {
-    for component in &manifest.components {
-        if component.kind == ComponentKind::CliCommand
-            && BUILT_IN_COMMANDS.contains(&component.name.as_str())
-        {
-            return Err(Error::Plugin(format!(
-                "plugin {} declares CLI namespace {:?}, which is a built-in command",
-                manifest.name, component.name
-            )));
-        }
-    }
-    Ok(())
-}
-
 /// Refuse a name or a component another plugin already has.
 fn check_free(settings: &Settings, registry: &Registry, manifest: &Manifest) -> Result<()> {
     if BUNDLED_PLUGINS.contains(&manifest.name.as_str()) {
@@ -300,16 +205,21 @@ fn check_free(settings: &Settings, registry: &Registry, manifest: &Manifest) -> 
     Ok(())
 }
 
-fn load_checked(library: &Path, shown: &Path) -> Result<Manifest> {
-    loader::load(library, Expectation::default())
+/// Load `library` (a staged copy of `candidate`) to verify it, naming the candidate.
+fn load_checked(library: &Path, candidate: &Candidate) -> Result<Manifest> {
+    let expect = Expectation {
+        shown_as: Some(&candidate.shown),
+        ..Expectation::default()
+    };
+    loader::load(library, expect)
         .map(|loaded| loaded.manifest)
-        .map_err(|e| Error::Plugin(format!("cannot install {}: {e}", shown.display())))
+        .map_err(|e| Error::Plugin(format!("cannot install {}: {e}", candidate.shown.display())))
 }
 
-fn link(settings: &Settings, library: &Path) -> Result<InstallOutcome> {
-    let library = fs::canonicalize(library).with_path("resolve", library)?;
+fn link(settings: &Settings, candidate: &Candidate) -> Result<InstallOutcome> {
+    let library = fs::canonicalize(&candidate.library).with_path("resolve", &candidate.library)?;
     registry::modify(&settings.config_dir, |registry| {
-        let manifest = load_checked(&library, &library)?;
+        let manifest = load_checked(&library, candidate)?;
         let name = manifest.name.clone();
         let path_text = library.to_string_lossy().into_owned();
         if let Some(existing) = registry.get(&name) {
@@ -346,11 +256,12 @@ fn link(settings: &Settings, library: &Path) -> Result<InstallOutcome> {
 /// `update`, which also requires an installed entry of that name.
 fn copy_in(
     settings: &Settings,
-    source: &Path,
+    candidate: &Candidate,
     expected_name: Option<&str>,
     force: bool,
 ) -> Result<InstallOutcome> {
-    let bytes = fs::read(source).with_path("read", source)?;
+    let source = &candidate.shown;
+    let bytes = fs::read(&candidate.library).with_path("read", &candidate.library)?;
     let plugins_dir = settings.plugins_dir();
     let mut old_version_dir = None;
     let outcome = registry::modify(&settings.config_dir, |registry| {
@@ -362,12 +273,12 @@ fn copy_in(
             .with_path("create a staging directory in", &plugins_dir)?;
         let staged = staging
             .path()
-            .join(source.file_name().unwrap_or("plugin".as_ref()));
+            .join(candidate.library.file_name().unwrap_or("plugin".as_ref()));
         fs::write(&staged, &bytes).with_path("write", &staged)?;
         fs::File::open(&staged)
             .and_then(|f| f.sync_all())
             .with_path("sync", &staged)?;
-        let manifest = load_checked(&staged, source)?;
+        let manifest = load_checked(&staged, candidate)?;
         let name = manifest.name.clone();
         let version = manifest.version.clone();
         if let Some(expected) = expected_name
@@ -411,7 +322,7 @@ fn copy_in(
         let final_name = staging.path().join(library_file_name(&name));
         fs::rename(&staged, &final_name).with_path("rename", &staged)?;
         let manifest_json = serde_json::to_string_pretty(&manifest).expect("manifests serialise");
-        registry::write_atomically(
+        files::write_atomically(
             &staging.path().join("manifest.json"),
             manifest_json.as_bytes(),
         )?;
@@ -427,7 +338,7 @@ fn copy_in(
                 let (from, to) = (staging.path().join(&file), target.join(&file));
                 fs::rename(&from, &to).with_path("replace", &to)?;
             }
-            registry::sync_dir(&target)?;
+            files::sync_dir(&target)?;
         } else {
             if target.exists() {
                 // Not registered: the remains of an interrupted install.
@@ -436,7 +347,7 @@ fn copy_in(
             fs::create_dir_all(parent).with_path("create", parent)?;
             let staging_path = staging.keep();
             fs::rename(&staging_path, &target).with_path("move into place", &staging_path)?;
-            registry::sync_dir(parent)?;
+            files::sync_dir(parent)?;
         }
 
         let library = target.join(library_file_name(&name));

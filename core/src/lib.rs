@@ -12,11 +12,16 @@
 //! `diffy` binary does that.
 
 pub mod activation;
+pub mod archive;
+pub mod cargo;
 pub mod catalog;
 pub mod component;
 pub mod config;
 pub mod error;
+pub mod files;
+pub mod inspect;
 pub mod install;
+pub mod known;
 pub mod loader;
 pub mod manifest_cache;
 pub mod package;

@@ -29,6 +29,7 @@ use serde_json::{Map, Value};
 use crate::component::{CallFailure, ComponentHandle, Label, Transport, one_line};
 use crate::config::HOST_VERSION;
 use crate::error::{Error, Result};
+use crate::files::FileIdentity;
 use crate::services::HostServices;
 
 /// What the caller knows about a library before loading it.
@@ -40,57 +41,8 @@ pub struct Expectation<'a> {
     pub sha256: Option<&'a str>,
     /// What an earlier load of this path verified (see [`Verified`]).
     pub previous: Option<&'a Verified>,
-}
-
-/// A file's identity: when any of these change, its bytes may have changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileIdentity {
-    /// Device.
-    pub dev: u64,
-    /// Inode.
-    pub ino: u64,
-    /// Size in bytes.
-    pub size: u64,
-    /// Modification time (ns).
-    pub mtime_ns: i64,
-    /// Status change time (ns); it changes on every write and cannot be set back by a user.
-    pub ctime_ns: i64,
-}
-
-impl FileIdentity {
-    fn of(metadata: &std::fs::Metadata) -> FileIdentity {
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::MetadataExt;
-            FileIdentity {
-                dev: metadata.dev(),
-                ino: metadata.ino(),
-                size: metadata.size(),
-                mtime_ns: metadata.mtime() * 1_000_000_000 + metadata.mtime_nsec(),
-                ctime_ns: metadata.ctime() * 1_000_000_000 + metadata.ctime_nsec(),
-            }
-        }
-        #[cfg(not(unix))]
-        {
-            FileIdentity {
-                dev: 0,
-                ino: 0,
-                size: metadata.len(),
-                mtime_ns: metadata
-                    .modified()
-                    .ok()
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map_or(0, |d| d.as_nanos() as i64),
-                ctime_ns: 0,
-            }
-        }
-    }
-
-    /// The identity of the running `diffy` executable.
-    fn of_current_exe() -> Option<FileIdentity> {
-        let exe = std::env::current_exe().ok()?;
-        Some(FileIdentity::of(&std::fs::metadata(exe).ok()?))
-    }
+    /// The path to name in messages, when not the library's own (an archive it came from).
+    pub shown_as: Option<&'a Path>,
 }
 
 /// What loading a library proved, kept by the caller so the next load of the unchanged file can
@@ -138,15 +90,16 @@ impl LoadedLibrary {
 /// path is replaced meanwhile.
 pub fn load(path: &Path, expect: Expectation<'_>) -> Result<LoadedLibrary, String> {
     let started = Instant::now();
+    let shown = expect.shown_as.unwrap_or(path);
     let mut file = std::fs::File::open(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => format!("library not found: {}", path.display()),
-        _ => format!("cannot open {}: {e}", path.display()),
+        std::io::ErrorKind::NotFound => format!("library not found: {}", shown.display()),
+        _ => format!("cannot open {}: {e}", shown.display()),
     })?;
     let metadata = file
         .metadata()
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        .map_err(|e| format!("cannot read {}: {e}", shown.display()))?;
     if !metadata.is_file() {
-        return Err(format!("{} is not a file", path.display()));
+        return Err(format!("{} is not a file", shown.display()));
     }
     check_ownership(path, &metadata)?;
     let identity = FileIdentity::of(&metadata);
@@ -158,7 +111,7 @@ pub fn load(path: &Path, expect: Expectation<'_>) -> Result<LoadedLibrary, Strin
                 None => {
                     let mut bytes = Vec::with_capacity(metadata.len() as usize);
                     std::io::Read::read_to_end(&mut file, &mut bytes)
-                        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                        .map_err(|e| format!("cannot read {}: {e}", shown.display()))?;
                     sha256_hex(&bytes)
                 }
             };
@@ -166,7 +119,7 @@ pub fn load(path: &Path, expect: Expectation<'_>) -> Result<LoadedLibrary, Strin
                 return Err(format!(
                     "digest mismatch: {} changed since it was installed (sha256 {actual}, installed \
                      {expected}); reinstall it with 'diffy plugin install --force'",
-                    path.display()
+                    shown.display()
                 ));
             }
             Some(actual)
@@ -184,11 +137,11 @@ pub fn load(path: &Path, expect: Expectation<'_>) -> Result<LoadedLibrary, Strin
     std::mem::forget(file);
     // Keep the pre-check's handle open until abi_stable holds its own, so the library is mapped once.
     let (api_version, _precheck_handle) =
-        precheck_api_version(&open_path).map_err(|e| unmask(e, &open_path, path))?;
+        precheck_api_version(&open_path).map_err(|e| unmask(e, &open_path, shown))?;
     let prechecked = started.elapsed();
     let header = lib_header_from_path(&open_path)
         .map_err(describe_library_error)
-        .map_err(|e| unmask(e, &open_path, path))?;
+        .map_err(|e| unmask(e, &open_path, shown))?;
     let exe = FileIdentity::of_current_exe();
     let layout_known_good = exe.is_some() && previous.and_then(|p| p.layout_checked_by) == exe;
     let module = if layout_known_good {

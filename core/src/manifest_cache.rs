@@ -17,44 +17,17 @@
 
 use std::collections::HashMap;
 use std::fmt::Write;
-use std::path::Path;
 
 use diffy_plugin_api::ComponentKind;
 use diffy_plugin_api::documents::sha256_hex;
-use serde::{Deserialize, Serialize};
 
-use crate::catalog::{Catalog, KnownPlugin};
 use crate::config::{BUNDLED_PLUGINS, HOST_VERSION, Settings};
+use crate::files::{self, FileIdentity};
+use crate::known::KnownPlugin;
 
 const HEADER: &str = "diffy-manifest-cache v1";
 const FILE_NAME: &str = "manifests-v1.txt";
 const NAMESPACES_FILE: &str = "namespaces-v1.txt";
-
-/// A library's size and modification time, to notice that it was rebuilt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Stamp {
-    /// Size in bytes.
-    pub size: u64,
-    /// Modification time, nanoseconds since the epoch.
-    pub mtime_ns: i128,
-}
-
-impl Stamp {
-    /// The stamp of the file at `path`, or `None` if it is not a readable file.
-    pub fn of(path: &Path) -> Option<Stamp> {
-        let metadata = std::fs::metadata(path).ok().filter(|m| m.is_file())?;
-        let mtime_ns = metadata
-            .modified()
-            .ok()?
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as i128)
-            .unwrap_or(0);
-        Some(Stamp {
-            size: metadata.len(),
-            mtime_ns,
-        })
-    }
-}
 
 fn fingerprint(settings: &Settings) -> String {
     let mut text = format!("{HOST_VERSION}\n");
@@ -72,7 +45,12 @@ fn fingerprint(settings: &Settings) -> String {
     }
     for name in BUNDLED_PLUGINS {
         if let Some(library) = settings.bundled_library(name) {
-            let _ = writeln!(text, "{}:{:?}", library.display(), Stamp::of(&library));
+            let _ = writeln!(
+                text,
+                "{}:{:?}",
+                library.display(),
+                FileIdentity::of_path(&library)
+            );
         }
     }
     sha256_hex(text.as_bytes())
@@ -82,10 +60,11 @@ fn cache_file(settings: &Settings) -> std::path::PathBuf {
     settings.cache_dir().join(FILE_NAME)
 }
 
-/// Write the cache for `catalog`. Failure only costs speed, so it is logged, not returned.
-pub fn write(settings: &Settings, catalog: &Catalog) {
+/// Write the cache for `plugins` (a catalog's). Failure only costs speed, so it is logged, not
+/// returned.
+pub fn write(settings: &Settings, plugins: &[KnownPlugin]) {
     let mut text = format!("{HEADER} {}\n", fingerprint(settings));
-    for plugin in &catalog.plugins {
+    for plugin in plugins {
         match serde_json::to_string(plugin) {
             Ok(json) => {
                 let _ = writeln!(text, "p\t{}\t{json}", plugin.name);
@@ -97,7 +76,7 @@ pub fn write(settings: &Settings, catalog: &Catalog) {
 
     // The namespace index: what `diffy <namespace>` needs, without any manifest.
     let mut index = format!("{HEADER} {}\n", fingerprint(settings));
-    for plugin in &catalog.plugins {
+    for plugin in plugins {
         let Some(manifest) = &plugin.manifest else {
             continue;
         };
@@ -123,7 +102,7 @@ fn write_if_changed(path: &std::path::Path, text: &str) {
     if std::fs::read_to_string(path).is_ok_and(|old| old == text) {
         return;
     }
-    if let Err(e) = crate::registry::write_atomically(path, text.as_bytes()) {
+    if let Err(e) = files::write_atomically(path, text.as_bytes()) {
         tracing::debug!("cannot write the manifest cache: {e}");
     }
 }
@@ -163,7 +142,7 @@ pub fn read_plugins(settings: &Settings) -> HashMap<String, KnownPlugin> {
 /// The fast path of `diffy <namespace>`: the plugins that own CLI namespace `name`, read from the
 /// namespace index of a fresh cache, without reading the registry or any manifest. The entries
 /// carry no manifest. `None` when the cache is missing or stale, or an owner's library (path or
-/// bundled) changed since it was cached; the caller then builds the [`Catalog`].
+/// bundled) changed since it was cached; the caller then builds the catalog.
 pub fn lookup_namespace(settings: &Settings, name: &str) -> Option<Vec<KnownPlugin>> {
     if !(settings.user_plugins && settings.bundled_plugins) {
         return None;
@@ -180,7 +159,7 @@ pub fn lookup_namespace(settings: &Settings, name: &str) -> Option<Vec<KnownPlug
         .filter_map(|line| line.strip_prefix(prefix.as_str()))
     {
         let plugin: KnownPlugin = serde_json::from_str(json).ok()?;
-        if plugin.stamp.is_some() && Stamp::of(&plugin.library) != plugin.stamp {
+        if plugin.stamp.is_some() && FileIdentity::of_path(&plugin.library) != plugin.stamp {
             return None;
         }
         owners.push(plugin);

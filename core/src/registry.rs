@@ -6,13 +6,14 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use diffy_plugin_api::manifest::check_plugin_name;
 use serde_json::{Map, Value};
 
 use crate::error::{Error, IoContext, Result};
+use crate::files;
 
 /// The only `plugins_config_version` this host reads and writes.
 pub const CONFIG_VERSION: &str = "1.0.0";
@@ -283,31 +284,6 @@ impl RegistryLock {
     }
 }
 
-/// Replace `path` atomically with `contents`: write a temporary file in the same directory, fsync
-/// it, rename it over `path`, and fsync the directory.
-pub fn write_atomically(path: &Path, contents: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).with_path("create", dir)?;
-    let mut temp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(dir)
-        .with_path("create a temporary file in", dir)?;
-    temp.write_all(contents).with_path("write", temp.path())?;
-    temp.as_file().sync_all().with_path("sync", temp.path())?;
-    temp.persist(path)
-        .map_err(|e| Error::io("replace", path, e.error))?;
-    sync_dir(dir)
-}
-
-/// fsync a directory so a rename in it survives a crash.
-pub fn sync_dir(dir: &Path) -> Result<()> {
-    #[cfg(unix)]
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .with_path("sync", dir)?;
-    Ok(())
-}
-
 /// Lock the registry, read it fresh, let `change` edit it, and write it back atomically if
 /// `change` returns `Ok`. Returns what `change` returned.
 pub fn modify<T>(config_dir: &Path, change: impl FnOnce(&mut Registry) -> Result<T>) -> Result<T> {
@@ -317,7 +293,7 @@ pub fn modify<T>(config_dir: &Path, change: impl FnOnce(&mut Registry) -> Result
     let before = registry.clone();
     let outcome = change(&mut registry)?;
     if registry != before {
-        write_atomically(&path, registry.to_json().as_bytes())?;
+        files::write_atomically(&path, registry.to_json().as_bytes())?;
     }
     Ok(outcome)
 }

@@ -8,7 +8,7 @@ fuzz_target!(|data: &[u8]| {
     let dir = tempfile::tempdir().expect("temp dir");
     let archive = dir.path().join("plugin.tar.gz");
     std::fs::write(&archive, data).expect("write the input");
-    match diffy::package::extract(&archive) {
+    match diffy_core::archive::extract(&archive) {
         Ok(staged) => assert!(staged.library.starts_with(staged.dir())),
         Err(error) => assert!(!error.to_string().contains('\n'), "{error}"),
     }

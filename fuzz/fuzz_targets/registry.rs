@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use diffy::registry::Registry;
+use diffy_core::registry::Registry;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

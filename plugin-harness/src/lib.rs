@@ -62,7 +62,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use diffy_core::activation::Activator;
@@ -638,33 +637,10 @@ fn build(crate_dir: &Path) -> Result<PathBuf, String> {
 
 /// `cargo build --lib` with the profile the running tests were built with.
 fn cargo_build(manifest_path: &Path) -> Result<PathBuf, String> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let output = Command::new(&cargo)
-        .args([
-            "build",
-            "--lib",
-            "--quiet",
-            "--message-format=json-render-diagnostics",
-            "--manifest-path",
-        ])
-        .arg(manifest_path)
-        .args(profile_args())
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", Path::new(&cargo).display()))?;
-    if !output.status.success() {
-        return Err(format!(
-            "cargo build failed for {} (cargo's messages are above)",
-            manifest_path.display()
-        ));
-    }
-    diffy_core::package::cdylib_from_messages(&output.stdout, manifest_path).ok_or_else(|| {
-        format!(
-            "{} builds no cdylib: a diffy plugin needs `crate-type = [\"cdylib\"]` under [lib]",
-            manifest_path.display()
-        )
-    })
+    let profile = profile_args();
+    let mut args: Vec<&str> = vec!["--quiet"];
+    args.extend(profile.iter().map(String::as_str));
+    diffy_core::cargo::build_cdylib(manifest_path, &args).map_err(|e| e.to_string())
 }
 
 /// The cargo profile flags matching the running test executable (`target/<profile>/deps/…`).

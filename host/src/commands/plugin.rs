@@ -5,6 +5,7 @@ use diffy_core::Result;
 use diffy_core::catalog::{Catalog, Conflict, KnownPlugin};
 use diffy_core::config::Settings;
 use diffy_core::error::Error;
+use diffy_core::inspect;
 use diffy_core::install::{self, InstallOptions, InstallOutcome};
 use diffy_core::package;
 use diffy_core::scaffold::{self, NewPlugin};
@@ -46,7 +47,7 @@ pub fn run(settings: &Settings, command: PluginCommand) -> Result<u8> {
             options,
         } => call(settings, kind, &name, &method, &input, &options),
         PluginCommand::Check { path } => {
-            let report = install::check(&path)?;
+            let report = inspect::check(&path)?;
             let m = &report.manifest;
             println!("{} {} is a valid diffy plugin", m.name, m.version);
             println!("  library:      {}", report.library.display());
