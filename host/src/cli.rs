@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use diffy_core::workflow::defaults;
 
 /// diffy: differential triage of hosts, extended by plugins.
 #[derive(Debug, Parser)]
@@ -169,16 +170,16 @@ pub enum Format {
 #[derive(Debug, Args)]
 pub struct PluginChoices {
     /// Target component (which hosts)
-    #[arg(long, value_name = "SLUG", default_value = "local")]
+    #[arg(long, value_name = "SLUG", default_value = defaults::TARGET)]
     pub target_plugin: String,
     /// Payload component (which commands)
-    #[arg(long, value_name = "SLUG", default_value = "local-command")]
+    #[arg(long, value_name = "SLUG", default_value = defaults::PAYLOAD)]
     pub payload_plugin: String,
     /// Collection component (how to run them)
-    #[arg(long, value_name = "SLUG", default_value = "local-shell")]
+    #[arg(long, value_name = "SLUG", default_value = defaults::COLLECTION)]
     pub collection_plugin: String,
     /// Persistence component (where results are saved)
-    #[arg(long, value_name = "SLUG", default_value = "local-file")]
+    #[arg(long, value_name = "SLUG", default_value = defaults::PERSISTENCE)]
     pub persistence_plugin: String,
     /// A component option, repeatable: --option local-shell.timeout_secs=10
     #[arg(long = "option", value_name = "SLUG.KEY=VALUE")]
@@ -214,7 +215,7 @@ pub enum NewCommand {
         #[command(flatten)]
         choices: PluginChoices,
         /// Analysis component
-        #[arg(long, value_name = "SLUG", default_value = "local-simple")]
+        #[arg(long, value_name = "SLUG", default_value = defaults::ANALYSIS)]
         analysis_plugin: String,
         /// The baseline to compare against, for analyses that use one [default: TARGET_KEY]
         #[arg(long, value_name = "KEY")]
@@ -240,7 +241,7 @@ pub struct ShowArgs {
     #[arg(long, value_name = "PREFIX", conflicts_with = "key")]
     pub prefix: Option<String>,
     /// Persistence component to read from
-    #[arg(long, value_name = "SLUG", default_value = "local-file")]
+    #[arg(long, value_name = "SLUG", default_value = defaults::PERSISTENCE)]
     pub persistence_plugin: String,
     /// A persistence option, repeatable: --option local-file.directory=DIR
     #[arg(long = "option", value_name = "SLUG.KEY=VALUE")]
@@ -265,4 +266,31 @@ fn component_kind(text: &str) -> Result<diffy_plugin_api::ComponentKind, String>
         );
     }
     Ok(kind)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+    use diffy_core::config::BUILT_IN_COMMANDS;
+
+    use super::Cli;
+
+    /// The core refuses plugin namespaces that shadow built-in commands by a list of its own;
+    /// this keeps that list and the command line the same.
+    #[test]
+    fn the_built_in_command_list_is_the_command_line() {
+        let mut names: Vec<String> = Cli::command()
+            .get_subcommands()
+            .map(|c| c.get_name().to_string())
+            .collect();
+        names.sort();
+        let mut listed: Vec<String> = BUILT_IN_COMMANDS.iter().map(|c| c.to_string()).collect();
+        listed.sort();
+        assert_eq!(names, listed);
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
 }

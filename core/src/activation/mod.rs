@@ -1,18 +1,21 @@
 //! Lazy activation: find the plugin that owns a component, load only its library, and construct
-//! only that component.
+//! only that component. A command resolves what it needs into a [`Plan`](plan::Plan) first.
 //!
 //! The owner is looked up in the manifest cache first ([`manifest_cache::lookup`]), which reads no
 //! registry and no manifest but the owner's; the [`Catalog`] is built only when the cache is stale.
 //! Libraries are loaded at most once per process.
 
+pub mod plan;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-
-use diffy_plugin_api::documents::sha256_hex;
 use std::sync::Arc;
 
-use diffy_plugin_api::{Component, ComponentKind};
+use diffy_plugin_api::ComponentKind;
+use diffy_plugin_api::documents::sha256_hex;
 use serde_json::{Map, Value};
+
+pub use plan::{Plan, Planned};
 
 use crate::catalog::{Catalog, KnownPlugin, resolve_owner};
 use crate::component::{
@@ -149,39 +152,16 @@ impl Activator {
         slug: &str,
         options: &Map<String, Value>,
     ) -> Result<ComponentHandle> {
-        let options = self.resolve_options(kind, slug, options)?;
-        let owner = self.owner(kind, slug)?;
-        let library = self.load(&owner)?;
-        library.activate(kind, slug, self.services(&owner.name), &options)
+        let planned = self.plan_one(kind, slug, options)?;
+        self.activate_planned(&planned)
     }
 
-    /// The declaration of an interface component, from the cached manifest (no library opened).
-    pub fn declaration(
-        &mut self,
-        kind: ComponentKind,
-        slug: &str,
-    ) -> Result<(KnownPlugin, Component)> {
-        let owner = self.owner(kind, slug)?;
-        let component = owner
-            .manifest
-            .as_ref()
-            .and_then(|m| m.component(kind, slug))
-            .cloned()
-            .ok_or_else(|| {
-                Error::Plugin(format!("plugin {} has no {kind} {slug:?}", owner.name))
-            })?;
-        Ok((owner, component))
-    }
-
-    /// Validate `options` against the component's schema and fill in defaults, without loading.
-    pub fn resolve_options(
-        &mut self,
-        kind: ComponentKind,
-        slug: &str,
-        options: &Map<String, Value>,
-    ) -> Result<Map<String, Value>> {
-        let (_, component) = self.declaration(kind, slug)?;
-        component.resolve_options(options).map_err(Error::Usage)
+    /// Activate a component of a [`Plan`](plan::Plan): load its owner's library (once per
+    /// process) and construct it with its planned options.
+    pub fn activate_planned(&mut self, planned: &Planned) -> Result<ComponentHandle> {
+        let library = self.load(&planned.owner)?;
+        let services = self.services(&planned.owner.name);
+        library.activate(planned.kind(), planned.name(), services, &planned.options)
     }
 }
 

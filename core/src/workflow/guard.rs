@@ -1,0 +1,69 @@
+//! Component calls under a deadline: each guarded component runs its calls on a thread of its
+//! own, so a call that never returns costs one timeout and a clear error instead of the run.
+
+use std::sync::{Arc, mpsc};
+use std::time::Duration;
+
+use crate::component::Label;
+use crate::error::{Error, Result};
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// An activated component whose calls run on a thread of its own, so a call that never returns
+/// costs one timeout and a clear error instead of the whole run.
+pub(super) struct Guarded<H> {
+    handle: Arc<H>,
+    pub(super) label: Label,
+    jobs: mpsc::Sender<Job>,
+    timeout: Duration,
+}
+
+impl<H: Send + Sync + 'static> Guarded<H> {
+    pub(super) fn new(label: Label, handle: H, timeout: Duration) -> Result<Self> {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name(format!("{} {}", label.kind, label.name))
+            .spawn(move || queue.into_iter().for_each(|job| job()))
+            .map_err(|e| Error::Failure(format!("cannot start a thread: {e}")))?;
+        Ok(Guarded {
+            handle: Arc::new(handle),
+            label,
+            jobs,
+            timeout,
+        })
+    }
+
+    /// Run `f` on the component's thread and wait at most the timeout for its answer.
+    pub(super) fn call<T: Send + 'static>(
+        &self,
+        what: &str,
+        f: impl FnOnce(&H) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (answer, receiver) = mpsc::sync_channel(1);
+        let handle = Arc::clone(&self.handle);
+        let timed_out = || {
+            Error::Plugin(format!(
+                "plugin {} {} {} did not return from {what} within {}s",
+                self.label.plugin,
+                self.label.kind,
+                self.label.name,
+                self.timeout.as_secs_f64()
+            ))
+        };
+        self.jobs
+            .send(Box::new(move || {
+                let _ = answer.send(f(&handle));
+            }))
+            .map_err(|_| timed_out())?;
+        receiver
+            .recv_timeout(self.timeout)
+            .map_err(|_| timed_out())?
+    }
+
+    pub(super) fn malformed(&self, fault: String) -> Error {
+        Error::Plugin(format!(
+            "plugin {} returned a malformed document from {} {}: {fault}",
+            self.label.plugin, self.label.kind, self.label.name
+        ))
+    }
+}

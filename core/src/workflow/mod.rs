@@ -1,0 +1,428 @@
+//! Diffy's two jobs, chaining the five interface components:
+//!
+//! - `new baseline`: target → first target only → payload → collection → persistence under
+//!   `baseline/<key>/<command>`.
+//! - `new analysis`: target → all targets → payload → collection (many targets at once, each with a
+//!   timeout; a failed target is failed records, never a failed run) → persistence of every record
+//!   under `records/<run>/<target>/<command>` → analysis (with the saved baseline when the analysis
+//!   uses one) → persistence of the report under `report/<run>`.
+//!
+//! Only the five chosen components are activated, each resolved once into an activation plan
+//! (owner, declaration, validated options) before anything is loaded.
+
+mod collect;
+mod guard;
+mod keys;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use diffy_plugin_api::{
+    AnalysisInput, Command, ComponentKind, Record, RecordStatus, Report, TargetInfo,
+};
+use serde_json::value::RawValue;
+
+use crate::activation::{Activator, Plan};
+use crate::component::{
+    AnalysisHandle, CollectionHandle, ComponentHandle, PayloadHandle, PersistenceHandle,
+    TargetHandle,
+};
+use crate::error::{Error, Result};
+use crate::progress::{Progress, Silent};
+use collect::collect;
+use guard::Guarded;
+use keys::timestamp_id;
+pub use keys::{baseline_prefix, key_segment};
+
+/// The components `diffy new` uses unless told otherwise: the bundled `diffy-local`'s.
+pub mod defaults {
+    /// Target slug.
+    pub const TARGET: &str = "local";
+    /// Payload slug.
+    pub const PAYLOAD: &str = "local-command";
+    /// Collection slug.
+    pub const COLLECTION: &str = "local-shell";
+    /// Persistence slug.
+    pub const PERSISTENCE: &str = "local-file";
+    /// Analysis slug.
+    pub const ANALYSIS: &str = "local-simple";
+}
+
+/// The slugs of the five components a run uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Choices {
+    /// Target slug.
+    pub target: String,
+    /// Payload slug.
+    pub payload: String,
+    /// Collection slug.
+    pub collection: String,
+    /// Persistence slug.
+    pub persistence: String,
+    /// Analysis slug.
+    pub analysis: String,
+}
+
+impl Default for Choices {
+    /// The bundled `diffy-local` components ([`defaults`]).
+    fn default() -> Self {
+        Choices {
+            target: defaults::TARGET.into(),
+            payload: defaults::PAYLOAD.into(),
+            collection: defaults::COLLECTION.into(),
+            persistence: defaults::PERSISTENCE.into(),
+            analysis: defaults::ANALYSIS.into(),
+        }
+    }
+}
+
+/// Everything a run needs besides the target key.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Which components to use.
+    pub choices: Choices,
+    /// `--option SLUG.KEY=VALUE`, as given.
+    pub options: Vec<String>,
+    /// The incident id, passed to every component.
+    pub incident: Option<String>,
+    /// How many targets are collected at once.
+    pub jobs: usize,
+    /// How long one target's collection may take.
+    pub target_timeout: Duration,
+    /// Analysis: the baseline to compare against (default: the target key).
+    pub baseline_key: Option<String>,
+    /// How long any other component call may take.
+    pub component_timeout: Duration,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            choices: Choices::default(),
+            options: Vec::new(),
+            incident: None,
+            jobs: 8,
+            target_timeout: Duration::from_secs(300),
+            baseline_key: None,
+            component_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+/// The outcome of `new baseline`.
+#[derive(Debug)]
+pub struct BaselineOutcome {
+    /// The target the baseline was taken from.
+    pub target: TargetInfo,
+    /// How many targets the key resolved to (only the first is used).
+    pub targets_found: usize,
+    /// The records saved, one per command.
+    pub records: Vec<Record>,
+    /// The persistence keys written.
+    pub keys: Vec<String>,
+}
+
+/// The outcome of `new analysis`.
+#[derive(Debug)]
+pub struct AnalysisOutcome {
+    /// The analysis report.
+    pub report: Report,
+    /// The key the report was saved under.
+    pub report_key: String,
+    /// How many records were collected, and how many of them failed.
+    pub records: usize,
+    /// How many records did not succeed.
+    pub failed_records: usize,
+}
+
+struct Components {
+    target: Guarded<TargetHandle>,
+    payload: Guarded<PayloadHandle>,
+    collection: Arc<CollectionHandle>,
+    persistence: Guarded<PersistenceHandle>,
+}
+
+/// Resolve the job's components (and every option) into a plan, then activate the four that every
+/// job uses. The analysis, when planned, is activated later, after the baseline is found.
+fn activate_pipeline(
+    activator: &mut Activator,
+    run: &RunOptions,
+    with_analysis: bool,
+) -> Result<(Components, Plan)> {
+    let c = &run.choices;
+    let mut wanted = vec![
+        (ComponentKind::Target, c.target.as_str()),
+        (ComponentKind::Payload, c.payload.as_str()),
+        (ComponentKind::Collection, c.collection.as_str()),
+        (ComponentKind::Persistence, c.persistence.as_str()),
+    ];
+    if with_analysis {
+        wanted.push((ComponentKind::Analysis, c.analysis.as_str()));
+    }
+    let plan = activator.plan(&wanted, &run.options)?;
+    let timeout = run.component_timeout;
+    let [target, payload, collection, persistence] =
+        [0, 1, 2, 3].map(|index| &plan.components[index]);
+    let target = TargetHandle::from(activator.activate_planned(target)?);
+    let payload = PayloadHandle::from(activator.activate_planned(payload)?);
+    let collection = CollectionHandle::from(activator.activate_planned(collection)?);
+    let persistence = PersistenceHandle::from(activator.activate_planned(persistence)?);
+    let components = Components {
+        target: Guarded::new(target.label.clone(), target, timeout)?,
+        payload: Guarded::new(payload.label.clone(), payload, timeout)?,
+        collection: Arc::new(collection),
+        persistence: Guarded::new(persistence.label.clone(), persistence, timeout)?,
+    };
+    Ok((components, plan))
+}
+
+/// Activate only a persistence component (for `diffy show`), with `--option` strings.
+pub fn open_persistence(
+    activator: &mut Activator,
+    slug: &str,
+    raw: &[String],
+) -> Result<PersistenceHandle> {
+    open_component(activator, ComponentKind::Persistence, slug, raw).map(PersistenceHandle::from)
+}
+
+/// Activate one component with `--option SLUG.KEY=VALUE` strings (for `diffy plugin call`).
+pub fn open_component(
+    activator: &mut Activator,
+    kind: ComponentKind,
+    slug: &str,
+    raw: &[String],
+) -> Result<ComponentHandle> {
+    let plan = activator.plan(&[(kind, slug)], raw)?;
+    activator.activate_planned(&plan.components[0])
+}
+
+fn generate_commands(
+    payload: &Guarded<PayloadHandle>,
+    incident: Option<String>,
+) -> Result<Vec<Command>> {
+    let commands = payload.call("generate", move |p| p.generate(incident.as_deref()))?;
+    let mut seen = HashSet::new();
+    for command in &commands {
+        if command.id.is_empty() || !seen.insert(command.id.as_str()) {
+            return Err(payload.malformed(format!(
+                "command id {:?} is empty or used twice, so results would overwrite each other",
+                command.id
+            )));
+        }
+    }
+    if commands.is_empty() {
+        return Err(Error::Usage(format!(
+            "payload {} produced no commands",
+            payload.label.name
+        )));
+    }
+    Ok(commands)
+}
+
+fn resolve_targets(
+    target: &Guarded<TargetHandle>,
+    key: &str,
+    incident: Option<String>,
+) -> Result<Vec<TargetInfo>> {
+    let owned_key = key.to_string();
+    let targets = target.call("get", move |t| t.get(&owned_key, incident.as_deref()))?;
+    if targets.is_empty() {
+        return Err(Error::Usage(format!(
+            "target {} found no hosts for {key:?}",
+            target.label.name
+        )));
+    }
+    let mut seen = HashSet::new();
+    for info in &targets {
+        if info.id.is_empty() {
+            return Err(target.malformed("a target has an empty id".into()));
+        }
+        if !seen.insert(info.id.as_str()) {
+            return Err(target.malformed(format!("target id {:?} appears twice", info.id)));
+        }
+    }
+    Ok(targets)
+}
+
+fn save(
+    persistence: &Guarded<PersistenceHandle>,
+    key: String,
+    document: Box<RawValue>,
+) -> Result<()> {
+    persistence.call("save", move |p| p.save_document(&key, &document))
+}
+
+/// Save `(key, document)` pairs in one batched call (one call per document for plugins built
+/// before `save_many`).
+fn save_many(
+    persistence: &Guarded<PersistenceHandle>,
+    items: Vec<(String, Box<RawValue>)>,
+) -> Result<()> {
+    persistence.call("save_many", move |p| {
+        let items: Vec<(&str, &RawValue)> = items
+            .iter()
+            .map(|(key, document)| (key.as_str(), &**document))
+            .collect();
+        p.save_many(&items)
+    })
+}
+
+/// A document as JSON, written once and never parsed again on the host's side.
+fn raw_json<T: serde::Serialize>(value: &T) -> Box<RawValue> {
+    serde_json::value::to_raw_value(value).expect("documents serialise")
+}
+
+/// `diffy new baseline KEY`.
+pub fn new_baseline(
+    activator: &mut Activator,
+    key: &str,
+    run: &RunOptions,
+) -> Result<BaselineOutcome> {
+    let (components, _plan) = activate_pipeline(activator, run, false)?;
+    let targets = resolve_targets(&components.target, key, run.incident.clone())?;
+    let targets_found = targets.len();
+    let first = targets.into_iter().next().expect("checked non-empty");
+    if targets_found > 1 {
+        tracing::warn!(
+            "a baseline is taken from one host: using {} of the {targets_found} found",
+            first.id
+        );
+    }
+    let commands = generate_commands(&components.payload, run.incident.clone())?;
+    let records = collect(
+        &components.collection,
+        std::slice::from_ref(&first),
+        &commands,
+        run,
+        &Silent,
+    );
+    let prefix = baseline_prefix(key);
+    let items: Vec<(String, Box<RawValue>)> = records
+        .iter()
+        .map(|record| {
+            let record_key = format!("{prefix}{}", key_segment(&record.command));
+            (record_key, raw_json(record))
+        })
+        .collect();
+    let keys = items.iter().map(|(key, _)| key.clone()).collect();
+    save_many(&components.persistence, items)?;
+    Ok(BaselineOutcome {
+        target: first,
+        targets_found,
+        records,
+        keys,
+    })
+}
+
+/// `diffy new analysis KEY`.
+pub fn new_analysis(
+    activator: &mut Activator,
+    key: &str,
+    run: &RunOptions,
+    progress: &dyn Progress,
+) -> Result<AnalysisOutcome> {
+    let (components, plan) = activate_pipeline(activator, run, true)?;
+    let planned_analysis = plan.get(ComponentKind::Analysis).expect("planned above");
+
+    // A missing baseline is a usage error worth reporting before any collection runs.
+    let baseline = if planned_analysis.declaration.uses_baseline {
+        Some(load_baseline(
+            &components.persistence,
+            run.baseline_key.as_deref().unwrap_or(key),
+        )?)
+    } else {
+        None
+    };
+    let analysis = AnalysisHandle::from(activator.activate_planned(planned_analysis)?);
+    let analysis = Guarded::new(analysis.label.clone(), analysis, run.component_timeout)?;
+
+    let targets = resolve_targets(&components.target, key, run.incident.clone())?;
+    let commands = generate_commands(&components.payload, run.incident.clone())?;
+    let records = collect(&components.collection, &targets, &commands, run, progress);
+    let failed_records = records
+        .iter()
+        .filter(|r| r.status != RecordStatus::Ok)
+        .count();
+
+    let run_id = key_segment(&run.incident.clone().unwrap_or_else(timestamp_id));
+    let items = records
+        .iter()
+        .map(|record| {
+            let record_key = format!(
+                "records/{run_id}/{}/{}",
+                key_segment(&record.target),
+                key_segment(&record.command)
+            );
+            (record_key, raw_json(record))
+        })
+        .collect();
+    save_many(&components.persistence, items)?;
+    let record_count = records.len();
+    let input = AnalysisInput {
+        commands,
+        records,
+        baseline,
+    };
+    let incident = run.incident.clone();
+    let mut report = analysis.call("run", move |a| a.run(input, incident.as_deref()))?;
+    let known: HashSet<&str> = targets.iter().map(|t| t.id.as_str()).collect();
+    if let Some(stranger) = report
+        .hosts
+        .iter()
+        .find(|h| !known.contains(h.target.as_str()))
+    {
+        return Err(analysis.malformed(format!(
+            "the report names {:?}, which is not one of the targets",
+            stranger.target
+        )));
+    }
+    if failed_records > 0 && !report.warnings.iter().any(|w| w.contains("failed")) {
+        report.warnings.push(format!(
+            "{failed_records} of {record_count} collections failed"
+        ));
+    }
+    let report_key = format!("report/{run_id}");
+    save(
+        &components.persistence,
+        report_key.clone(),
+        raw_json(&report),
+    )?;
+    Ok(AnalysisOutcome {
+        report,
+        report_key,
+        records: record_count,
+        failed_records,
+    })
+}
+
+fn load_baseline(persistence: &Guarded<PersistenceHandle>, key: &str) -> Result<Vec<Record>> {
+    let prefix = baseline_prefix(key);
+    let listed_prefix = prefix.clone();
+    let keys = persistence.call("list", move |p| p.list(&listed_prefix))?;
+    if let Some(outside) = keys.iter().find(|k| !k.starts_with(&prefix)) {
+        return Err(persistence.malformed(format!(
+            "list({prefix:?}) returned {outside:?}, which does not start with the prefix"
+        )));
+    }
+    if keys.is_empty() {
+        return Err(Error::Usage(format!(
+            "no baseline saved for {key:?}; run 'diffy new baseline {key}' first"
+        )));
+    }
+    let read_keys = keys.clone();
+    let documents = persistence.call("get_many", move |p| {
+        let keys: Vec<&str> = read_keys.iter().map(String::as_str).collect();
+        p.get_many(&keys)
+    })?;
+    keys.iter()
+        .zip(documents)
+        .map(|(k, text)| {
+            let text = text.ok_or_else(|| {
+                Error::Failure(format!("baseline document {k} disappeared while reading"))
+            })?;
+            serde_json::from_str(&text)
+                .map_err(|e| Error::Failure(format!("baseline document {k} is not a record: {e}")))
+        })
+        .collect()
+}
