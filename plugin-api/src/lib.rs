@@ -127,6 +127,7 @@ pub mod documents;
 mod export;
 pub mod ffi;
 pub mod manifest;
+pub mod options;
 pub mod protocol;
 
 pub use anyhow;

@@ -1,36 +1,35 @@
 //! Opening plugin libraries and talking to them: the only module of the host with `unsafe` code
 //! and FFI types.
 //!
-//! Loading a library (DESIGN §4) goes: digest check (installed plugins) → `libloading` pre-check of
-//! the `diffy_plugin_api_version` symbol → abi_stable's header and layout check
+//! Loading a library goes: file checks ([`checks`]: ownership, ELF completeness) → digest check
+//! (installed plugins) → `libloading` pre-check of the `diffy_plugin_api_version` symbol →
+//! abi_stable's header and layout check
 //! (`lib_header_from_path` + `init_root_module`, never `RootModule::load_from_file`, which caches
 //! one module per type) → manifest, name and host-version checks. Each failure is one line; the
 //! full abi_stable layout report is logged at debug level (`-vv`).
 //!
-//! Activation returns a [`ComponentHandle`] whose calls travel into the library through abi_stable's
-//! trait object; [`crate::component`] does the rest (method checks, documents, messages).
+//! Activation ([`in_process`]) returns a [`ComponentHandle`](crate::component::ComponentHandle)
+//! whose calls travel into the library through abi_stable's trait object; [`crate::component`]
+//! does the rest (method checks, documents, messages).
+
+mod checks;
+mod in_process;
 
 use std::ffi::{CStr, c_char};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use abi_stable::library::{LibraryError, lib_header_from_path};
-use abi_stable::sabi_trait::TD_Opaque;
-use abi_stable::std_types::{RResult, RSlice, RStr, RVec};
+use abi_stable::std_types::RResult;
 use diffy_plugin_api::documents::sha256_hex;
-use diffy_plugin_api::ffi::{
-    API_VERSION_SYMBOL, CallStatus, ComponentBox, FfiError, HostBox, HostFfi, HostFfi_TO,
-    PluginModuleRef,
-};
-use diffy_plugin_api::{ComponentKind, Manifest, is_api_compatible};
+use diffy_plugin_api::ffi::{API_VERSION_SYMBOL, CallStatus, FfiError, PluginModuleRef};
+use diffy_plugin_api::{Manifest, is_api_compatible};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 
-use crate::component::{CallFailure, ComponentHandle, Label, Transport, one_line};
+use crate::component::one_line;
 use crate::config::HOST_VERSION;
-use crate::error::{Error, Result};
 use crate::files::FileIdentity;
-use crate::services::HostServices;
+use checks::{check_elf_layout, check_ownership};
 
 /// What the caller knows about a library before loading it.
 #[derive(Debug, Default, Clone, Copy)]
@@ -213,120 +212,6 @@ pub fn load(path: &Path, expect: Expectation<'_>) -> Result<LoadedLibrary, Strin
     })
 }
 
-/// Check, before the dynamic loader maps it, that an ELF library is for this machine and holds every
-/// segment it declares: glibc maps a truncated file without complaint, and touching a page past its
-/// end kills the process with SIGBUS.
-#[cfg(target_os = "linux")]
-fn check_elf_layout(file: &std::fs::File, len: u64) -> Result<(), String> {
-    use std::os::unix::fs::FileExt;
-    const PT_LOAD: u32 = 1;
-    let bad = |why: &str| Err(format!("not a loadable library: {why}"));
-    let mut header = [0u8; 64];
-    if file.read_exact_at(&mut header, 0).is_err() {
-        return bad("the file is too short to be a shared library");
-    }
-    if &header[..4] != b"\x7fELF" {
-        return bad("it is not an ELF file");
-    }
-    let u16_at = |b: &[u8], at: usize| u16::from_le_bytes([b[at], b[at + 1]]);
-    let u32_at =
-        |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"));
-    let u64_at =
-        |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"));
-    let (class, little_endian) = (header[4], header[5] == 1);
-    let expected_machine: Option<(u16, &str)> = match std::env::consts::ARCH {
-        "x86_64" => Some((62, "x86_64")),
-        "aarch64" => Some((183, "aarch64")),
-        _ => None,
-    };
-    if class != 2 || !little_endian {
-        return bad("it is not a 64-bit little-endian ELF file, as this machine needs");
-    }
-    if let Some((machine, arch)) = expected_machine
-        && u16_at(&header, 18) != machine
-    {
-        return bad(&format!(
-            "it was built for another architecture (ELF machine {}), not {arch}",
-            u16_at(&header, 18)
-        ));
-    }
-    let (phoff, phentsize, phnum) = (
-        u64_at(&header, 0x20),
-        u16_at(&header, 0x36) as u64,
-        u16_at(&header, 0x38) as u64,
-    );
-    if phentsize < 0x28 || phoff.saturating_add(phentsize.saturating_mul(phnum)) > len {
-        return bad("its program headers lie outside the file (truncated?)");
-    }
-    let mut entry = vec![0u8; phentsize as usize];
-    for index in 0..phnum {
-        if file
-            .read_exact_at(&mut entry, phoff + index * phentsize)
-            .is_err()
-        {
-            return bad("its program headers cannot be read (truncated?)");
-        }
-        let (kind, offset, size) = (u32_at(&entry, 0), u64_at(&entry, 8), u64_at(&entry, 0x20));
-        if kind == PT_LOAD && offset.saturating_add(size) > len {
-            return bad(&format!(
-                "it is truncated: a segment needs {} bytes, the file has {len}",
-                offset.saturating_add(size)
-            ));
-        }
-    }
-    Ok(())
-}
-
-#[cfg(not(target_os = "linux"))]
-fn check_elf_layout(_file: &std::fs::File, _len: u64) -> Result<(), String> {
-    Ok(())
-}
-
-/// Refuse a library that someone else could have changed: one that is group- or world-writable
-/// or owned by another user (root excepted), or that sits in a directory like that (a directory
-/// with the sticky bit, such as `/tmp`, protects its files from other users and is accepted).
-fn check_ownership(path: &Path, metadata: &std::fs::Metadata) -> Result<(), String> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        let me = unsafe { libc::geteuid() };
-        let check = |what: &str, shown: &Path, m: &std::fs::Metadata, is_dir: bool| {
-            let mode = m.mode();
-            let sticky = is_dir && mode & 0o1000 != 0;
-            if mode & 0o022 != 0 && !sticky {
-                let who = if mode & 0o002 != 0 { "world" } else { "group" };
-                return Err(format!(
-                    "refusing to load {}: the {what} {} is {who}-writable; run 'chmod go-w {}'",
-                    path.display(),
-                    shown.display(),
-                    shown.display()
-                ));
-            }
-            if m.uid() != me && m.uid() != 0 {
-                return Err(format!(
-                    "refusing to load {}: the {what} {} is owned by user {}, not by you or root; \
-                     run 'chown {me} {}' if you trust it",
-                    path.display(),
-                    shown.display(),
-                    m.uid(),
-                    shown.display()
-                ));
-            }
-            Ok(())
-        };
-        check("library", path, metadata, false)?;
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
-            && let Ok(dir) = std::fs::metadata(parent)
-        {
-            check("directory", parent, &dir, true)?;
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = (path, metadata);
-    Ok(())
-}
-
 /// The path the dynamic loader should open: the already-open file itself where the platform
 /// allows it, else the path.
 fn open_file_path(file: &std::fs::File, path: &Path) -> PathBuf {
@@ -440,109 +325,4 @@ fn call<T>(what: &str, f: impl FnOnce() -> RResult<T, FfiError>) -> Result<T, St
             format!("{what} failed: {}", e.message)
         }
     })
-}
-
-impl LoadedLibrary {
-    /// Construct the component of `kind` named `name` with `options` (already validated against
-    /// its schema and completed with its defaults), served by `services`.
-    pub fn activate(
-        &self,
-        kind: ComponentKind,
-        name: &str,
-        services: HostServices,
-        options: &Map<String, Value>,
-    ) -> Result<ComponentHandle> {
-        let label = Label {
-            plugin: self.manifest.name.clone(),
-            kind,
-            name: name.to_string(),
-        };
-        let started = Instant::now();
-        let host: HostBox = HostFfi_TO::from_value(ServicesAdapter(services), TD_Opaque);
-        let options = serde_json::to_vec(options).expect("options serialise");
-        let activate = self.module.activate();
-        let component = activate(
-            RStr::from_str(kind.as_str()),
-            RStr::from_str(name),
-            host,
-            RSlice::from_slice(&options),
-        )
-        .into_result()
-        .map_err(|e| {
-            let verb = if e.status == CallStatus::PANICKED {
-                "panicked while activating"
-            } else {
-                "failed to activate"
-            };
-            Error::Plugin(format!(
-                "plugin {} {verb} {kind} {name}: {}",
-                label.plugin,
-                one_line(&e.message)
-            ))
-        })?;
-        tracing::info!(
-            plugin = %label.plugin,
-            component = %format!("{kind} {name}"),
-            activate_us = started.elapsed().as_micros() as u64,
-            "activated component"
-        );
-        Ok(ComponentHandle::new(
-            label,
-            &self.manifest,
-            Box::new(InProcess { component }),
-        ))
-    }
-}
-
-/// A component in a library loaded into this process.
-struct InProcess {
-    component: ComponentBox,
-}
-
-impl Transport for InProcess {
-    fn call(&self, method: &str, input: &[u8]) -> Result<Vec<u8>, CallFailure> {
-        let mut output = RVec::new();
-        let status = self.component.call(
-            RStr::from_str(method),
-            RSlice::from_slice(input),
-            &mut output,
-        );
-        let output = output.into_vec();
-        match status {
-            CallStatus::OK => Ok(output),
-            CallStatus::PANICKED => Err(CallFailure::Panicked(text(output))),
-            CallStatus::NO_SUCH_METHOD => Err(CallFailure::NoSuchMethod(text(output))),
-            _ => Err(CallFailure::Error(text(output))),
-        }
-    }
-}
-
-fn text(bytes: Vec<u8>) -> String {
-    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
-}
-
-/// The host's services as the boundary's [`HostFfi`]: every call goes to [`HostServices::call`],
-/// and a panic there is caught before it could unwind into the plugin.
-struct ServicesAdapter(HostServices);
-
-impl HostFfi for ServicesAdapter {
-    fn call(&self, service: RStr<'_>, input: RSlice<'_, u8>, output: &mut RVec<u8>) -> CallStatus {
-        let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.0.call(service.as_str(), input.as_slice())
-        }));
-        let (status, bytes) = match answer {
-            Ok(Ok(bytes)) => (CallStatus::OK, bytes),
-            Ok(Err(CallFailure::NoSuchMethod(m))) => (CallStatus::NO_SUCH_METHOD, m.into_bytes()),
-            Ok(Err(CallFailure::Error(m) | CallFailure::Panicked(m) | CallFailure::Lost(m))) => {
-                (CallStatus::ERROR, m.into_bytes())
-            }
-            Err(_) => (
-                CallStatus::PANICKED,
-                b"the host panicked in a service".to_vec(),
-            ),
-        };
-        output.clear();
-        output.extend_from_slice(&bytes);
-        status
-    }
 }

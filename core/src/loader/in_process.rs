@@ -1,0 +1,121 @@
+//! Components of a library loaded into this process: activation through the root module, calls
+//! through abi_stable's trait object ([`ComponentFfi`](diffy_plugin_api::ffi::ComponentFfi)), and
+//! the host's services offered the other way ([`HostFfi`]).
+
+use std::time::Instant;
+
+use abi_stable::sabi_trait::TD_Opaque;
+use abi_stable::std_types::{RSlice, RStr, RVec};
+use diffy_plugin_api::ComponentKind;
+use diffy_plugin_api::ffi::{CallStatus, ComponentBox, HostBox, HostFfi, HostFfi_TO};
+use serde_json::{Map, Value};
+
+use super::LoadedLibrary;
+use crate::component::{CallFailure, ComponentHandle, Label, Transport, one_line};
+use crate::error::{Error, Result};
+use crate::services::HostServices;
+
+impl LoadedLibrary {
+    /// Construct the component of `kind` named `name` with `options` (already validated against
+    /// its schema and completed with its defaults), served by `services`.
+    pub fn activate(
+        &self,
+        kind: ComponentKind,
+        name: &str,
+        services: HostServices,
+        options: &Map<String, Value>,
+    ) -> Result<ComponentHandle> {
+        let label = Label {
+            plugin: self.manifest.name.clone(),
+            kind,
+            name: name.to_string(),
+        };
+        let started = Instant::now();
+        let host: HostBox = HostFfi_TO::from_value(ServicesAdapter(services), TD_Opaque);
+        let options = serde_json::to_vec(options).expect("options serialise");
+        let activate = self.module.activate();
+        let component = activate(
+            RStr::from_str(kind.as_str()),
+            RStr::from_str(name),
+            host,
+            RSlice::from_slice(&options),
+        )
+        .into_result()
+        .map_err(|e| {
+            let verb = if e.status == CallStatus::PANICKED {
+                "panicked while activating"
+            } else {
+                "failed to activate"
+            };
+            Error::Plugin(format!(
+                "plugin {} {verb} {kind} {name}: {}",
+                label.plugin,
+                one_line(&e.message)
+            ))
+        })?;
+        tracing::info!(
+            plugin = %label.plugin,
+            component = %format!("{kind} {name}"),
+            activate_us = started.elapsed().as_micros() as u64,
+            "activated component"
+        );
+        Ok(ComponentHandle::new(
+            label,
+            &self.manifest,
+            Box::new(InProcess { component }),
+        ))
+    }
+}
+
+/// A component in a library loaded into this process.
+struct InProcess {
+    component: ComponentBox,
+}
+
+impl Transport for InProcess {
+    fn call(&self, method: &str, input: &[u8]) -> Result<Vec<u8>, CallFailure> {
+        let mut output = RVec::new();
+        let status = self.component.call(
+            RStr::from_str(method),
+            RSlice::from_slice(input),
+            &mut output,
+        );
+        let output = output.into_vec();
+        match status {
+            CallStatus::OK => Ok(output),
+            CallStatus::PANICKED => Err(CallFailure::Panicked(text(output))),
+            CallStatus::NO_SUCH_METHOD => Err(CallFailure::NoSuchMethod(text(output))),
+            _ => Err(CallFailure::Error(text(output))),
+        }
+    }
+}
+
+fn text(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// The host's services as the boundary's [`HostFfi`]: every call goes to [`HostServices::call`],
+/// and a panic there is caught before it could unwind into the plugin.
+struct ServicesAdapter(HostServices);
+
+impl HostFfi for ServicesAdapter {
+    fn call(&self, service: RStr<'_>, input: RSlice<'_, u8>, output: &mut RVec<u8>) -> CallStatus {
+        let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.0.call(service.as_str(), input.as_slice())
+        }));
+        let (status, bytes) = match answer {
+            Ok(Ok(bytes)) => (CallStatus::OK, bytes),
+            Ok(Err(CallFailure::NoSuchMethod(m))) => (CallStatus::NO_SUCH_METHOD, m.into_bytes()),
+            Ok(Err(CallFailure::Error(m) | CallFailure::Panicked(m) | CallFailure::Lost(m))) => {
+                (CallStatus::ERROR, m.into_bytes())
+            }
+            Err(_) => (
+                CallStatus::PANICKED,
+                b"the host panicked in a service".to_vec(),
+            ),
+        };
+        output.clear();
+        output.extend_from_slice(&bytes);
+        status
+    }
+}
