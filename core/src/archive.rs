@@ -150,30 +150,12 @@ pub struct StagedPackage {
     pub info: PackageInfo,
     /// The packaged `manifest.json`.
     pub manifest: Manifest,
-    archive: PathBuf,
 }
 
 impl StagedPackage {
     /// The temporary directory holding the extracted files.
     pub fn dir(&self) -> &Path {
         self.dir.path()
-    }
-
-    /// Say the archive, not the temporary library, in an error about the extracted library.
-    pub fn attribute<T>(&self, result: Result<T>) -> Result<T> {
-        let staged = self.library.to_string_lossy().into_owned();
-        let archive = self.archive.to_string_lossy().into_owned();
-        let fix = |text: String| text.replace(&staged, &archive);
-        result.map_err(|error| match error {
-            Error::Usage(m) => Error::Usage(fix(m)),
-            Error::Registry(m) => Error::Registry(fix(m)),
-            Error::Plugin(m) => Error::Plugin(fix(m)),
-            Error::Failure(m) => Error::Failure(fix(m)),
-            Error::Io { context, source } => Error::Io {
-                context: fix(context),
-                source,
-            },
-        })
     }
 }
 
@@ -258,7 +240,6 @@ fn extract_with(archive: &Path, limits: Limits) -> Result<StagedPackage> {
         dir,
         info,
         manifest,
-        archive: archive.to_path_buf(),
     })
 }
 
@@ -527,7 +508,7 @@ fn copy_hashed(
     }
     out.sync_all().map_err(CopyError::Write)?;
     let digest = hasher.finalize();
-    Ok(digest.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hex::encode(digest))
 }
 
 /// Split a member's path into its components, refusing anything that could land outside the

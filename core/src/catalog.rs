@@ -18,6 +18,51 @@ use crate::loader::{self, Expectation};
 use crate::manifest_cache;
 use crate::registry::{InstallationType, Registry, RegistryEntry};
 
+/// Where a plugin stands, as `diffy plugin list` and `diffy plugin info` report it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    /// Known from its cached manifest; its library was not opened.
+    Known,
+    /// Its library was opened and passed every check just now.
+    Loaded,
+    /// It cannot be used, and why.
+    Error(String),
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Status::Known => f.write_str("known"),
+            Status::Loaded => f.write_str("loaded"),
+            Status::Error(error) => write!(f, "error: {error}"),
+        }
+    }
+}
+
+impl Status {
+    /// A plugin's status without opening its library: its recorded error, else a conflict it is
+    /// part of, else known.
+    pub fn of(plugin: &KnownPlugin, conflicts: &[Conflict]) -> Status {
+        match &plugin.error {
+            Some(error) => Status::Error(error.clone()),
+            None => conflict_of(plugin, conflicts).unwrap_or(Status::Known),
+        }
+    }
+
+    /// A plugin's status after loading its library: the load's error, else a conflict it is part
+    /// of, else loaded.
+    pub fn after_load(
+        plugin: &KnownPlugin,
+        conflicts: &[Conflict],
+        load: std::result::Result<(), String>,
+    ) -> Status {
+        match load {
+            Err(error) => Status::Error(error),
+            Ok(()) => conflict_of(plugin, conflicts).unwrap_or(Status::Loaded),
+        }
+    }
+}
+
 /// Two or more plugins claiming one component, or a namespace shadowing a built-in command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Conflict {
@@ -181,6 +226,13 @@ impl Catalog {
         }
         resolve_owner(owners, kind, name)
     }
+}
+
+fn conflict_of(plugin: &KnownPlugin, conflicts: &[Conflict]) -> Option<Status> {
+    conflicts
+        .iter()
+        .find(|c| c.plugins.contains(&plugin.name))
+        .map(|conflict| Status::Error(conflict.describe()))
 }
 
 /// Pick the single owner of a component or explain why there is none.

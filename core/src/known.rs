@@ -68,12 +68,4 @@ impl KnownPlugin {
             .as_ref()
             .is_some_and(|m| m.component(kind, name).is_some())
     }
-
-    /// `known` or `error: …`.
-    pub fn status(&self) -> String {
-        match &self.error {
-            Some(error) => format!("error: {error}"),
-            None => "known".to_string(),
-        }
-    }
 }

@@ -10,6 +10,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use diffy_plugin_api::manifest::check_plugin_name;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::{Error, IoContext, Result};
@@ -19,12 +20,28 @@ use crate::files;
 pub const CONFIG_VERSION: &str = "1.0.0";
 
 /// How a plugin came to be registered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", try_from = "String")]
 pub enum InstallationType {
     /// Copied into `<config dir>/plugins/<name>/<version>/` by `diffy plugin install`.
+    #[default]
     Installed,
     /// Used in place (`diffy plugin install --link`).
     Path,
+}
+
+impl TryFrom<String> for InstallationType {
+    type Error = String;
+
+    fn try_from(text: String) -> std::result::Result<Self, String> {
+        match text.as_str() {
+            "installed" => Ok(InstallationType::Installed),
+            "path" => Ok(InstallationType::Path),
+            other => Err(format!(
+                "unknown installation_type {other:?} (expected \"installed\" or \"path\")"
+            )),
+        }
+    }
 }
 
 impl InstallationType {
@@ -37,20 +54,26 @@ impl InstallationType {
     }
 }
 
-/// One entry of `plugins.json`.
-#[derive(Debug, Clone, PartialEq)]
+/// One entry of `plugins.json`. Its shape is serde's; what serde cannot say (a valid name, the
+/// fields each installation type needs) is checked by [`RegistryEntry::validate`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RegistryEntry {
     /// The plugin's name (validated).
     pub name: String,
-    /// Installed or path.
+    /// Installed or path; installed when absent.
+    #[serde(default)]
     pub installation_type: InstallationType,
     /// Path entries: the library, as written (possibly relative to the registry's directory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub installation_path: Option<String>,
     /// Installed entries: the installed version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
     /// Installed entries: the library's SHA-256 at install time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
-    /// Keys this version does not know, kept as they were.
+    /// Keys this version does not know, kept as they were, in order.
+    #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
 
@@ -61,6 +84,15 @@ pub struct Registry {
     pub entries: Vec<RegistryEntry>,
     /// Top-level keys other than `plugins_config_version` and `plugins`.
     pub extra: Map<String, Value>,
+}
+
+/// `plugins.json` as written: the version and entries first, then whatever else the file held.
+#[derive(Serialize)]
+struct RegistryFile<'a> {
+    plugins_config_version: &'a str,
+    plugins: &'a [RegistryEntry],
+    #[serde(flatten)]
+    extra: &'a Map<String, Value>,
 }
 
 impl RegistryEntry {
@@ -151,15 +183,12 @@ impl Registry {
 
     /// Serialise as pretty JSON, known keys first, unknown keys kept.
     pub fn to_json(&self) -> String {
-        let mut top = Map::new();
-        top.insert("plugins_config_version".into(), CONFIG_VERSION.into());
-        let entries = self.entries.iter().map(entry_to_json).collect();
-        top.insert("plugins".into(), Value::Array(entries));
-        for (key, value) in &self.extra {
-            top.insert(key.clone(), value.clone());
-        }
-        let mut text =
-            serde_json::to_string_pretty(&Value::Object(top)).expect("JSON values serialise");
+        let file = RegistryFile {
+            plugins_config_version: CONFIG_VERSION,
+            plugins: &self.entries,
+            extra: &self.extra,
+        };
+        let mut text = serde_json::to_string_pretty(&file).expect("registries serialise");
         text.push('\n');
         text
     }
@@ -174,76 +203,54 @@ fn parse_entry(raw: Value) -> std::result::Result<RegistryEntry, String> {
     let Value::Object(mut map) = raw else {
         return Err("not a JSON object".into());
     };
-    let mut take_string = |key: &str| -> std::result::Result<Option<String>, String> {
-        match map.shift_remove(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s)),
-            Some(other) => Err(format!("\"{key}\" must be a string, not {other}")),
-        }
-    };
-    let name = take_string("name")?.ok_or("missing \"name\"")?;
-    check_plugin_name(&name)?;
-    let installation_type = match take_string("installation_type")?.as_deref() {
-        None | Some("installed") => InstallationType::Installed,
-        Some("path") => InstallationType::Path,
-        Some(other) => {
-            return Err(format!(
-                "unknown installation_type {other:?} (expected \"installed\" or \"path\")"
-            ));
-        }
-    };
-    let installation_path = take_string("installation_path")?;
-    let version = take_string("version")?;
-    let sha256 = take_string("sha256")?;
-    match installation_type {
-        InstallationType::Path if installation_path.as_deref().is_none_or(str::is_empty) => {
-            return Err(format!("path plugin {name:?} has no \"installation_path\""));
-        }
-        InstallationType::Installed => {
-            let version = version
-                .as_deref()
-                .ok_or_else(|| format!("installed plugin {name:?} has no \"version\""))?;
-            semver::Version::parse(version).map_err(|e| {
-                format!("installed plugin {name:?} has an invalid version {version:?}: {e}")
-            })?;
-            if let Some(digest) = &sha256
-                && !(digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit()))
-            {
-                return Err(format!("installed plugin {name:?} has a malformed sha256"));
-            }
-        }
-        InstallationType::Path => {}
+    // A null is an absent key, as it always was.
+    map.retain(|_, value| !value.is_null());
+    if !map.contains_key("name") {
+        return Err("missing \"name\"".into());
     }
-    Ok(RegistryEntry {
-        name,
-        installation_type,
-        installation_path,
-        version,
-        sha256,
-        extra: map,
-    })
+    let entry: RegistryEntry =
+        serde_path_to_error::deserialize(Value::Object(map)).map_err(|e| {
+            match e.path().to_string().as_str() {
+                "." => e.inner().to_string(),
+                key => format!("{} (in {key:?})", e.inner()),
+            }
+        })?;
+    entry.validate()?;
+    Ok(entry)
 }
 
-fn entry_to_json(entry: &RegistryEntry) -> Value {
-    let mut map = Map::new();
-    map.insert("name".into(), entry.name.clone().into());
-    map.insert(
-        "installation_type".into(),
-        entry.installation_type.as_str().into(),
-    );
-    for (key, value) in [
-        ("installation_path", &entry.installation_path),
-        ("version", &entry.version),
-        ("sha256", &entry.sha256),
-    ] {
-        if let Some(value) = value {
-            map.insert(key.into(), value.clone().into());
+impl RegistryEntry {
+    /// What serde cannot check: a valid name, and the fields each installation type needs.
+    fn validate(&self) -> std::result::Result<(), String> {
+        let name = &self.name;
+        check_plugin_name(name)?;
+        match self.installation_type {
+            InstallationType::Path
+                if self.installation_path.as_deref().is_none_or(str::is_empty) =>
+            {
+                Err(format!("path plugin {name:?} has no \"installation_path\""))
+            }
+            InstallationType::Path => Ok(()),
+            InstallationType::Installed => {
+                let version = self
+                    .version
+                    .as_deref()
+                    .ok_or_else(|| format!("installed plugin {name:?} has no \"version\""))?;
+                semver::Version::parse(version).map_err(|e| {
+                    format!("installed plugin {name:?} has an invalid version {version:?}: {e}")
+                })?;
+                match &self.sha256 {
+                    Some(digest)
+                        if !(digest.len() == 64
+                            && digest.bytes().all(|b| b.is_ascii_hexdigit())) =>
+                    {
+                        Err(format!("installed plugin {name:?} has a malformed sha256"))
+                    }
+                    _ => Ok(()),
+                }
+            }
         }
     }
-    for (key, value) in &entry.extra {
-        map.insert(key.clone(), value.clone());
-    }
-    Value::Object(map)
 }
 
 /// An exclusive advisory lock on `<config dir>/plugins.json.lock`, held until dropped. Every writer
@@ -358,6 +365,10 @@ mod tests {
             (
                 r#"{"plugins_config_version":"1.0.0","plugins":[{"name":"diffy-a"}]}"#,
                 "no \"version\"",
+            ),
+            (
+                r#"{"plugins_config_version":"1.0.0","plugins":[{"name":"diffy-a","version":3}]}"#,
+                "entry 0: invalid type: integer `3`, expected a string (in \"version\")",
             ),
             (
                 r#"{"plugins_config_version":"1.0.0","plugins":[{"name":"../x","version":"1.0.0"}]}"#,

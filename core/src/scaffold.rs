@@ -100,11 +100,8 @@ pub fn new_plugin(request: &NewPlugin) -> Result<Scaffolded> {
         Some(path) => {
             let (api_dir, harness_dir) = local_crates(path)?;
             (
-                format!("{{ path = {} }}", toml_string(&api_dir.to_string_lossy())),
-                format!(
-                    "{{ path = {} }}",
-                    toml_string(&harness_dir.to_string_lossy())
-                ),
+                toml_path_dependency(&api_dir),
+                toml_path_dependency(&harness_dir),
                 format!(
                     "`diffy-plugin-api` and `diffy-plugin-harness` are path dependencies on the \
                      diffy checkout at `{}` (from `--api-path`). Once they are published, \
@@ -215,8 +212,14 @@ fn local_crates(path: &Path) -> Result<(PathBuf, PathBuf)> {
 
 fn check_crate(dir: &Path, package: &str, what: &str) -> Result<()> {
     let manifest = dir.join("Cargo.toml");
-    let text = fs::read_to_string(&manifest).unwrap_or_default();
-    if text.contains(&format!("name = \"{package}\"")) {
+    let name = fs::read_to_string(&manifest)
+        .ok()
+        .and_then(|text| text.parse::<toml::Table>().ok())
+        .and_then(|table| {
+            let name = table.get("package")?.get("name")?.as_str()?.to_string();
+            Some(name)
+        });
+    if name.as_deref() == Some(package) {
         Ok(())
     } else {
         Err(Error::Usage(format!(
@@ -226,19 +229,16 @@ fn check_crate(dir: &Path, package: &str, what: &str) -> Result<()> {
     }
 }
 
-/// A TOML basic string.
+/// `text` as a TOML string value.
 fn toml_string(text: &str) -> String {
-    let mut out = String::from("\"");
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    toml::Value::String(text.to_string()).to_string()
+}
+
+/// `{ path = "<dir>" }`, a TOML inline table.
+fn toml_path_dependency(dir: &Path) -> String {
+    let mut table = toml::Table::new();
+    table.insert("path".into(), dir.to_string_lossy().into_owned().into());
+    toml::Value::Table(table).to_string()
 }
 
 #[cfg(test)]
@@ -285,7 +285,9 @@ mod tests {
 
     #[test]
     fn toml_strings_escape() {
-        assert_eq!(toml_string(r#"a"b\c"#), r#""a\"b\\c""#);
+        let text = r#"a"b\c"#;
+        let parsed: toml::Table = format!("x = {}", toml_string(text)).parse().unwrap();
+        assert_eq!(parsed["x"].as_str(), Some(text));
     }
 
     #[test]
@@ -323,6 +325,11 @@ mod tests {
         assert!(cargo.contains("diffy-plugin-api = \"0.2\""), "{cargo}");
         assert!(cargo.contains("diffy-plugin-harness = \"0.2\""), "{cargo}");
         assert!(cargo.contains("\n[workspace]\n"), "{cargo}");
+        let parsed: toml::Table = cargo.parse().expect("the Cargo.toml is TOML");
+        assert_eq!(
+            parsed["dependencies"]["diffy-plugin-api"].as_str(),
+            Some("0.2")
+        );
         let lib = fs::read_to_string(dir.join("src/lib.rs")).unwrap();
         assert!(lib.contains("Component::named(\"hello\""), "{lib}");
         assert!(!lib.contains("{{"), "{lib}");

@@ -411,13 +411,7 @@ impl PartialEq<&str> for Row {
 /// SHA-256 of `bytes` in lowercase hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
-    let digest = sha2::Sha256::digest(bytes);
-    let mut out = String::with_capacity(64);
-    for byte in digest {
-        use std::fmt::Write;
-        let _ = write!(out, "{byte:02x}");
-    }
-    out
+    hex::encode(sha2::Sha256::digest(bytes))
 }
 
 #[cfg(test)]

@@ -1,11 +1,15 @@
-//! Persistence keys and run ids. Keys are built from ids with `/` and `%` percent-encoded, so a
-//! target key that is a path stays one key segment.
+//! Persistence keys and run ids. Keys are built from ids percent-encoded, so that a target key
+//! that is a path stays one key segment and no key holds a control character.
 
-use std::time::SystemTime;
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
-/// Percent-encode `/` and `%` so `text` is one segment of a persistence key.
+/// What a key segment encodes: `/` (the separator), `%` (the escape), control characters and,
+/// as every percent-encoding does, bytes outside ASCII.
+const KEY_SEGMENT: &AsciiSet = &CONTROLS.add(b'%').add(b'/');
+
+/// `text` as one segment of a persistence key.
 pub fn key_segment(text: &str) -> String {
-    text.replace('%', "%25").replace('/', "%2F")
+    utf8_percent_encode(text, KEY_SEGMENT).to_string()
 }
 
 /// `baseline/<key>/`
@@ -15,46 +19,14 @@ pub fn baseline_prefix(key: &str) -> String {
 
 /// A run id from the current time: `20261121T235959Z`.
 pub(super) fn timestamp_id() -> String {
-    let secs = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(days as i64);
-    format!(
-        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
+    jiff::Timestamp::now()
+        .strftime("%Y%m%dT%H%M%SZ")
+        .to_string()
 }
 
-/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
+/// The current time in RFC 3339, whole seconds, UTC: `2026-11-21T23:59:59Z`.
 pub(super) fn now_rfc3339() -> String {
-    let secs = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
-    let rest = secs % 86_400;
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
+    format!("{:.0}", jiff::Timestamp::now())
 }
 
 #[cfg(test)]
@@ -67,8 +39,10 @@ mod tests {
     }
 
     #[test]
-    fn dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(20_413), (2025, 11, 21));
+    fn times_are_whole_seconds_in_utc() {
+        let now = now_rfc3339();
+        assert_eq!(now.len(), "2026-11-21T23:59:59Z".len(), "{now}");
+        assert!(now.ends_with('Z'));
+        assert_eq!(timestamp_id().len(), "20261121T235959Z".len());
     }
 }

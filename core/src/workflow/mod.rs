@@ -377,7 +377,15 @@ pub fn new_analysis(
             stranger.target
         )));
     }
-    if failed_records > 0 && !report.warnings.iter().any(|w| w.contains("failed")) {
+    // Say how many collections failed, unless the report already accounts for each of them as a
+    // command it could not compare.
+    let accounted = report
+        .hosts
+        .iter()
+        .flat_map(|h| &h.commands)
+        .filter(|c| c.error.is_some())
+        .count();
+    if failed_records > accounted {
         report.warnings.push(format!(
             "{failed_records} of {record_count} collections failed"
         ));

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use diffy_plugin_api::anyhow::{Context, bail};
 use diffy_plugin_api::{Component, OptionSpec, OptionType, Persistence, Result};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use serde::Deserialize;
 
 const EXTENSION: &str = ".json";
@@ -167,54 +168,24 @@ fn walk(dir: &Path, key_prefix: &str, partial: Option<&str>, keys: &mut Vec<Stri
     Ok(())
 }
 
-/// Whether `byte` stands for itself in a path component.
-fn is_plain(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'-')
-}
+/// Every byte but `[A-Za-z0-9._-]` is percent-encoded in a path component, so a key segment is
+/// always one safe file name.
+const PATH_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'.').remove(b'_').remove(b'-');
 
 /// One key segment as a path component, or why it cannot be one.
 fn encode_segment(segment: &str) -> Result<String> {
     if matches!(segment, "" | "." | "..") {
         bail!("empty, '.' and '..' segments are not allowed");
     }
-    let mut name = String::with_capacity(segment.len());
-    for &byte in segment.as_bytes() {
-        if is_plain(byte) {
-            name.push(char::from(byte));
-        } else {
-            name.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    Ok(name)
+    Ok(utf8_percent_encode(segment, PATH_COMPONENT).to_string())
 }
 
-/// The key segment a path component encodes, or `None` when it is not one `encode_segment` makes.
+/// The key segment a path component encodes, or `None` when it is not one `encode_segment` makes
+/// (only the canonical encoding is read back, so one key never has two files).
 fn decode_segment(name: &str) -> Option<String> {
-    if matches!(name, "" | "." | "..") {
-        return None;
-    }
-    let bytes = name.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = name.get(i + 1..i + 3)?;
-                let byte = u8::from_str_radix(hex, 16).ok()?;
-                if is_plain(byte) || hex.bytes().any(|b| b.is_ascii_lowercase()) {
-                    return None; // not the canonical encoding
-                }
-                decoded.push(byte);
-                i += 3;
-            }
-            byte if is_plain(byte) => {
-                decoded.push(byte);
-                i += 1;
-            }
-            _ => return None,
-        }
-    }
-    String::from_utf8(decoded).ok()
+    let decoded = percent_decode_str(name).decode_utf8().ok()?;
+    let canonical = encode_segment(&decoded).ok()?;
+    (canonical == name).then(|| decoded.into_owned())
 }
 
 #[cfg(test)]
@@ -340,7 +311,11 @@ mod tests {
             "...",
         ] {
             let encoded = encode_segment(segment).unwrap();
-            assert!(encoded.bytes().all(|b| is_plain(b) || b == b'%'));
+            assert!(
+                encoded
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-%".contains(&b))
+            );
             assert_eq!(decode_segment(&encoded).as_deref(), Some(segment));
         }
     }

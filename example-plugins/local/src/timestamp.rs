@@ -1,41 +1,20 @@
-//! RFC 3339 timestamps (UTC, whole seconds) for [`Record::collected_at`], without a date crate.
+//! RFC 3339 timestamps (UTC, whole seconds) for [`Record::collected_at`].
 //!
 //! [`Record::collected_at`]: diffy_plugin_api::Record::collected_at
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// `time` as `YYYY-MM-DDTHH:MM:SSZ`. Times before 1970 are shown as the epoch.
+/// `time` as `YYYY-MM-DDTHH:MM:SSZ`. Times before 1970 (a file's clock gone wrong) are shown as
+/// the epoch.
 pub(crate) fn rfc3339(time: SystemTime) -> String {
-    let secs = time
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs());
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
+    let timestamp =
+        jiff::Timestamp::try_from(time.max(UNIX_EPOCH)).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    format!("{timestamp:.0}")
 }
 
 /// The current time, as [`rfc3339`].
 pub(crate) fn now() -> String {
     rfc3339(SystemTime::now())
-}
-
-/// The proleptic Gregorian date `days` after 1970-01-01 (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]
@@ -54,6 +33,11 @@ mod tests {
         assert_eq!(
             rfc3339(UNIX_EPOCH - Duration::from_secs(5)),
             "1970-01-01T00:00:00Z"
+        );
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_millis(1_763_683_199_999)),
+            "2025-11-20T23:59:59Z",
+            "fractions are cut, not rounded"
         );
     }
 }

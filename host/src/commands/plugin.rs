@@ -2,7 +2,7 @@
 
 use comfy_table::{ContentArrangement, Table, presets};
 use diffy_core::Result;
-use diffy_core::catalog::{Catalog, Conflict, KnownPlugin};
+use diffy_core::catalog::{Catalog, Status};
 use diffy_core::config::Settings;
 use diffy_core::error::Error;
 use diffy_core::inspect;
@@ -180,17 +180,6 @@ fn new_table(header: &[&str]) -> Table {
     table
 }
 
-/// `known`, or `error: …` for a plugin that failed to load or is part of a conflict.
-fn status_line(conflicts: &[Conflict], plugin: &KnownPlugin) -> String {
-    match (
-        &plugin.error,
-        conflicts.iter().find(|c| c.plugins.contains(&plugin.name)),
-    ) {
-        (None, Some(conflict)) => format!("error: {}", conflict.describe()),
-        _ => plugin.status(),
-    }
-}
-
 fn list(settings: &Settings, format: Format) -> Result<u8> {
     for leftover in install::tidy(settings)? {
         eprintln!(
@@ -206,7 +195,7 @@ fn list(settings: &Settings, format: Format) -> Result<u8> {
             p,
             manifest.map(|m| m.api_version.clone()).unwrap_or_default(),
             manifest.map(|m| m.description.clone()).unwrap_or_default(),
-            status_line(&conflicts, p),
+            Status::of(p, &conflicts).to_string(),
         )
     });
     match format {
@@ -249,25 +238,15 @@ fn info(settings: &Settings, name: &str, format: Format) -> Result<u8> {
         Error::Usage(format!("no plugin named {name:?}; run 'diffy plugin list'"))
     })?;
     let mut activator = super::activator(settings);
-    let (status, loaded_manifest, actual_sha256) = match activator.load(&plugin) {
+    let (load, loaded_manifest, actual_sha256) = match activator.load(&plugin) {
         Ok(loaded) => (
-            "loaded".to_string(),
+            Ok(()),
             Some(loaded.manifest.clone()),
             loaded.sha256().map(String::from),
         ),
-        Err(e) => (format!("error: {e}"), None, None),
+        Err(e) => (Err(e.to_string()), None, None),
     };
-    let status = match status.as_str() {
-        "loaded" => match catalog
-            .conflicts()
-            .into_iter()
-            .find(|c| c.plugins.contains(&plugin.name))
-        {
-            Some(conflict) => format!("error: {}", conflict.describe()),
-            None => status,
-        },
-        _ => status,
-    };
+    let status = Status::after_load(&plugin, &catalog.conflicts(), load).to_string();
     let manifest = loaded_manifest.or(plugin.manifest.clone());
     let manifest_file = (plugin.source == diffy_core::catalog::Source::Installed)
         .then(|| plugin.library.with_file_name("manifest.json"));

@@ -2,7 +2,7 @@
 //!
 //! A command runs in a process group of its own, with stdin closed and stdout and stderr read by
 //! two threads at once (so a large output cannot fill one pipe while we wait on the other). When
-//! the timeout passes, the whole group is killed (`kill -s KILL -- -PGID`, so a shell's children
+//! the timeout passes, the whole group is killed (SIGKILL to the group, so a shell's children
 //! go too) and the record says `timeout`. Only exit status 0 is `ok`.
 
 use std::io::{self, Read};
@@ -17,6 +17,7 @@ use diffy_plugin_api::{
     Collection, Command, Component, OptionSpec, OptionType, Record, RecordStatus, Result,
     TargetInfo,
 };
+use rustix::process::{Pid, Signal, kill_process_group};
 use serde::Deserialize;
 
 use super::{append_line, error_record, text, text_and_digest};
@@ -307,15 +308,12 @@ fn wait_until(child: &mut Child, deadline: Instant) -> io::Result<Option<ExitSta
 /// Kill the process group `pgid` that `child` leads, then reap `child`.
 ///
 /// Linux does not hand out a process id while it is still some group's id, so the group kill
-/// reaches only what the command started. `kill(1)` does it without `unsafe`; should it be
-/// missing, killing the shell itself still ends most commands.
+/// reaches only what the command started.
 fn kill_group(pgid: u32, child: &mut Child) {
-    let _ = process::Command::new("kill")
-        .args(["-s", "KILL", "--", &format!("-{pgid}")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
+    // The group may be gone already (everything in it exited); that is what we wanted.
+    if let Some(group) = i32::try_from(pgid).ok().and_then(Pid::from_raw) {
+        let _ = kill_process_group(group, Signal::KILL);
+    }
     let _ = child.kill();
     let _ = child.wait();
 }
