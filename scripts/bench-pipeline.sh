@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Pipeline benchmark (DESIGN §7, docs/benchmarks.md): `diffy new analysis` with the evidence-dir
+# Pipeline benchmark (docs/architecture.md#performance-budgets, docs/benchmarks.md): `diffy new analysis` with the evidence-dir
 # target and collection over generated fleets of N hosts × 1,000 rows, for the local-cluster and
 # local-simple analyses (local-simple against a baseline taken first). Reports the median wall
 # time (hyperfine -N, warm page cache), the peak RSS of one more run (/usr/bin/time -v), also as

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Whole-process benchmark (DESIGN §7, docs/benchmarks.md): the release `diffy` with 0, 1, 100 and
+# Whole-process benchmark (docs/architecture.md#performance-budgets, docs/benchmarks.md): the release `diffy` with 0, 1, 100 and
 # 1,000 registered plugins, each a distinct plugin library really installed with `diffy plugin
 # install` (diffy-sweeten, plus copies of the fixture plugin patched into distinct plugins).
 # Times `diffy --version`, `diffy help`, `diffy plugin list` and `diffy sweeten count` side by

@@ -281,7 +281,7 @@ def process_report(args):
         )
         nu = medians.get("nu -c '1 | inc'")
         reference = nu if nu is not None else 0.035
-        source = "measured" if nu is not None else "DESIGN §7's figure for these machines"
+        source = "measured" if nu is not None else "the figure docs/architecture.md gives for these machines"
         budgets.append(
             (
                 "A plugin command's whole process is at least 10× faster than `nu -c '1 \\| inc'`",
@@ -301,7 +301,7 @@ def process_report(args):
                 f"{statistics.median(a for _, _, a in loads):.0f} µs, as logged)",
             )
         )
-    lines.append("| budget (DESIGN §7) | verdict | evidence |")
+    lines.append("| budget (docs/architecture.md) | verdict | evidence |")
     lines.append("|---|---|---|")
     for text, ok, evidence in budgets:
         lines.append(f"| {text} | {verdict(ok)} | {evidence} |")
@@ -382,7 +382,7 @@ def pipeline_report(args):
     budget_rows = [e for e in entries if e["hosts"] == 1000 and rows_per_host == 1000]
     if budget_rows:
         lines.append("")
-        lines.append("| budget (DESIGN §7): `new analysis` over 1,000 targets × 1,000 rows | verdict | evidence |")
+        lines.append("| budget (docs/architecture.md): `new analysis` over 1,000 targets × 1,000 rows | verdict | evidence |")
         lines.append("|---|---|---|")
         for e in budget_rows:
             lines.append(

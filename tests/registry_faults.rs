@@ -1,4 +1,4 @@
-//! Every registry fault of DESIGN §3, and files that are not plugins, through the built binary.
+//! Every registry fault of `plugins.json` (docs/architecture.md, "Registry"), and files that are not plugins, through the built binary.
 
 use diffy_e2e::{Env, library};
 use predicates::prelude::*;

@@ -1,4 +1,4 @@
-//! A call into a plugin component against the same call on a plain Rust trait object (DESIGN §7:
+//! A call into a plugin component against the same call on a plain Rust trait object (docs/architecture.md:
 //! "within 2× of a Rust trait-object call when no data crosses").
 //!
 //! The plugin side is the fixture plugin's components (mode `ok`), activated through the loader

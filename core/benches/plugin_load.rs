@@ -1,4 +1,4 @@
-//! Loading and activating one plugin (DESIGN §7: "under 0.5 ms on a warm cache").
+//! Loading and activating one plugin (docs/architecture.md: "under 0.5 ms warm").
 //!
 //! - `load_activate/first_verified`: the first load of a library in a process, with the
 //!   verification record an earlier run of this executable left (the file's identity unchanged, so

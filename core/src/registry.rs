@@ -1,4 +1,4 @@
-//! `plugins.json`: the user's plugin registry (DESIGN §3).
+//! `plugins.json`: the user's plugin registry (docs/architecture.md, "Registry").
 //!
 //! Reading validates every entry and reports the first fault in one line naming the file and the
 //! entry's index. Writing is atomic (temporary file, fsync, rename) and serialised by an advisory
