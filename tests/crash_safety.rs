@@ -20,9 +20,31 @@ fn diffy_process(config: &Path, args: &[&str]) -> Command {
     command
 }
 
-/// The registry (if any) parses, every registered plugin loads, and after `plugin list` nothing
+/// What is under plugins/: `<name>/<version>` and `.staging-…` entries, sorted.
+fn on_disk(env: &Env) -> Vec<String> {
+    let plugins = env.config_dir().join("plugins");
+    let mut found = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(&plugins) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(".staging-") {
+                found.push(name);
+                continue;
+            }
+            for version in std::fs::read_dir(entry.path()).unwrap().flatten() {
+                found.push(format!("{name}/{}", version.file_name().to_string_lossy()));
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// The registry (if any) parses, every registered plugin loads, `plugin list` names what an
+/// interrupted operation left without touching it, and after the next plugin operation nothing
 /// unregistered is left under plugins/.
 fn assert_consistent(env: &Env, context: &str) -> Value {
+    let before = on_disk(env);
     let list = env
         .diffy(["plugin", "list", "--format", "json"])
         .output()
@@ -32,6 +54,16 @@ fn assert_consistent(env: &Env, context: &str) -> Value {
         "{context}: plugin list failed: {}",
         String::from_utf8_lossy(&list.stderr)
     );
+    assert_eq!(
+        on_disk(env),
+        before,
+        "{context}: plugin list changed the disk"
+    );
+    let notes = String::from_utf8_lossy(&list.stderr).into_owned();
+    // The next operation — here an uninstall that finds nothing to uninstall — removes leftovers.
+    env.diffy(["plugin", "uninstall", "diffy-nothing-registered"])
+        .assert()
+        .code(2);
     let registry: Value = match env.registry_text() {
         Some(text) => serde_json::from_str(&text)
             .unwrap_or_else(|e| panic!("{context}: registry corrupt: {e}\n{text}")),
@@ -51,26 +83,23 @@ fn assert_consistent(env: &Env, context: &str) -> Value {
         );
         expected_dirs.push(format!("{name}/{}", entry["version"].as_str().unwrap()));
     }
-    let plugins = env.config_dir().join("plugins");
-    let mut found = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(&plugins) {
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            assert!(
-                !name.starts_with(".staging-"),
-                "{context}: staging left behind"
-            );
-            for version in std::fs::read_dir(entry.path()).unwrap().flatten() {
-                found.push(format!("{name}/{}", version.file_name().to_string_lossy()));
-            }
-        }
-    }
-    found.sort();
+    let found = on_disk(env);
+    assert!(
+        !found.iter().any(|name| name.starts_with(".staging-")),
+        "{context}: staging left behind"
+    );
     expected_dirs.sort();
     assert_eq!(
         found, expected_dirs,
         "{context}: files on disk differ from the registry"
     );
+    for leftover in before.iter().filter(|dir| !expected_dirs.contains(dir)) {
+        let shown = leftover.trim_start_matches(".staging-");
+        assert!(
+            notes.contains(shown),
+            "{context}: plugin list did not name {leftover}: {notes}"
+        );
+    }
     registry
 }
 

@@ -95,6 +95,7 @@ pub fn uninstall(settings: &Settings, name: &str) -> Result<RegistryEntry> {
         )));
     }
     let removed = registry::modify(&settings.config_dir, |registry| {
+        remove_leftovers(settings, registry)?;
         let index = registry
             .entries
             .iter()
@@ -105,16 +106,16 @@ pub fn uninstall(settings: &Settings, name: &str) -> Result<RegistryEntry> {
     })?;
     if removed.installation_type == InstallationType::Installed {
         // Only now that no entry points at the files: a crash before this line leaves files the
-        // next operation (or `plugin list`) removes, never an entry without its library.
+        // next install, update or uninstall removes, never an entry without its library.
         remove_unreferenced(settings)?;
     }
     refresh_cache(settings);
     Ok(removed)
 }
 
-/// Remove what interrupted operations left in the plugins directory: staging directories and
-/// installed versions no registry entry points at. The caller holds the registry lock.
-fn remove_leftovers(settings: &Settings, registry: &Registry) -> Result<Vec<PathBuf>> {
+/// What interrupted operations left in the plugins directory: staging directories and installed
+/// versions no registry entry points at. Reading only; [`remove_leftovers`] removes them.
+fn find_leftovers(settings: &Settings, registry: &Registry) -> Result<Vec<PathBuf>> {
     let plugins_dir = settings.plugins_dir();
     let Ok(entries) = fs::read_dir(&plugins_dir) else {
         return Ok(Vec::new());
@@ -131,47 +132,49 @@ fn remove_leftovers(settings: &Settings, registry: &Registry) -> Result<Vec<Path
             )
         })
         .collect();
-    let mut removed = Vec::new();
+    let mut found = Vec::new();
     for entry in entries.flatten() {
         let path = entry.path();
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with(".staging-") {
-            fs::remove_dir_all(&path).with_path("remove", &path)?;
-            removed.push(path);
-            continue;
-        }
-        if !path.is_dir() {
-            continue;
-        }
-        for version in fs::read_dir(&path).with_path("read", &path)?.flatten() {
-            let version_dir = version.path();
-            if !in_use.contains(&version_dir) {
-                fs::remove_dir_all(&version_dir).with_path("remove", &version_dir)?;
-                removed.push(version_dir);
+        if entry.file_name().to_string_lossy().starts_with(".staging-") {
+            found.push(path);
+        } else if path.is_dir() {
+            for version in fs::read_dir(&path).with_path("read", &path)?.flatten() {
+                if !in_use.contains(&version.path()) {
+                    found.push(version.path());
+                }
             }
         }
-        if fs::read_dir(&path).is_ok_and(|mut d| d.next().is_none()) {
-            fs::remove_dir(&path).with_path("remove", &path)?;
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// Remove the leftovers of interrupted operations (and plugin directories they emptied). The
+/// caller holds the registry lock.
+fn remove_leftovers(settings: &Settings, registry: &Registry) -> Result<()> {
+    for leftover in find_leftovers(settings, registry)? {
+        fs::remove_dir_all(&leftover).with_path("remove", &leftover)?;
+        if let Some(plugin_dir) = leftover.parent().filter(|p| *p != settings.plugins_dir())
+            && fs::read_dir(plugin_dir).is_ok_and(|mut d| d.next().is_none())
+        {
+            fs::remove_dir(plugin_dir).with_path("remove", plugin_dir)?;
         }
     }
-    Ok(removed)
+    Ok(())
 }
 
 /// Under a fresh lock, remove installed files the registry no longer points at.
 fn remove_unreferenced(settings: &Settings) -> Result<()> {
     let _lock = registry::RegistryLock::acquire(&settings.config_dir)?;
     let registry = Registry::read(&settings.registry_file())?;
-    remove_leftovers(settings, &registry).map(drop)
+    remove_leftovers(settings, &registry)
 }
 
-/// For `plugin list`: remove leftovers of interrupted operations if no other `diffy plugin`
-/// command is running (never waits for one). Returns what was removed.
-pub fn tidy(settings: &Settings) -> Result<Vec<PathBuf>> {
-    let Some(_lock) = registry::RegistryLock::try_acquire(&settings.config_dir)? else {
-        return Ok(Vec::new());
-    };
+/// For `plugin list`: what interrupted operations left, which the next install, update or
+/// uninstall removes. Listing changes nothing.
+pub fn leftovers(settings: &Settings) -> Result<Vec<PathBuf>> {
     let registry = Registry::read(&settings.registry_file())?;
-    remove_leftovers(settings, &registry)
+    find_leftovers(settings, &registry)
 }
 
 fn refresh_cache(settings: &Settings) {

@@ -181,9 +181,10 @@ fn new_table(header: &[&str]) -> Table {
 }
 
 fn list(settings: &Settings, format: Format) -> Result<u8> {
-    for leftover in install::tidy(settings)? {
+    for leftover in install::leftovers(settings)? {
         eprintln!(
-            "note: removed {}, left by an interrupted plugin operation",
+            "note: {} was left by an interrupted plugin operation; the next 'diffy plugin \
+             install', 'update' or 'uninstall' removes it",
             leftover.display()
         );
     }
