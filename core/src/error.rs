@@ -44,6 +44,11 @@ impl Error {
         }
     }
 
+    /// Whether this is a write to a pipe whose reader has gone (`diffy … | head`).
+    pub fn is_closed_pipe(&self) -> bool {
+        matches!(self, Error::Io { source, .. } if source.kind() == io::ErrorKind::BrokenPipe)
+    }
+
     /// An I/O error while doing `what` to `path`.
     pub fn io(what: &str, path: &Path, source: io::Error) -> Self {
         Error::Io {

@@ -22,6 +22,8 @@ pub mod files;
 pub mod inspect;
 pub mod install;
 pub mod known;
+// The one module of the host that opens libraries and crosses the FFI boundary.
+#[allow(unsafe_code)]
 pub mod loader;
 pub mod manifest_cache;
 pub mod package;

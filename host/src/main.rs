@@ -2,6 +2,7 @@
 
 mod cli;
 mod commands;
+mod output;
 mod progress;
 
 use std::io::IsTerminal;
@@ -14,6 +15,8 @@ fn main() -> ExitCode {
     init_tracing(cli.verbose, cli.quiet);
     match commands::run(cli) {
         Ok(code) => ExitCode::from(code),
+        // Whoever read our output stopped reading (`| head`): nothing is wrong, nothing to say.
+        Err(error) if error.is_closed_pipe() => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");
             ExitCode::from(error.exit_code())

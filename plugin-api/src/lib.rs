@@ -122,9 +122,14 @@
 //! A trait method added in a minor release has a default implementation: rebuilding is all it
 //! takes to pick it up.
 
+#![deny(missing_docs)]
+
 mod author;
 pub mod documents;
+// The export layer and the FFI types it fills: the only places a plugin's `unsafe` lives.
+#[allow(unsafe_code)]
 mod export;
+#[allow(unsafe_code)]
 pub mod ffi;
 pub mod manifest;
 pub mod options;

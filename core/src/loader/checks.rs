@@ -79,8 +79,7 @@ pub(super) fn check_ownership(path: &Path, metadata: &std::fs::Metadata) -> Resu
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        let me = unsafe { libc::geteuid() };
+        let me = rustix::process::geteuid().as_raw();
         let check = |what: &str, shown: &Path, m: &std::fs::Metadata, is_dir: bool| {
             let mode = m.mode();
             let sticky = is_dir && mode & 0o1000 != 0;

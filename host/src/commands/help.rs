@@ -9,6 +9,7 @@ use diffy_core::error::Error;
 use diffy_plugin_api::ComponentKind;
 
 use crate::cli::Cli;
+use crate::output::out;
 
 /// The root command with every usable plugin namespace added as a subcommand.
 fn command_with_plugins(catalog: &Catalog) -> clap::Command {
@@ -70,7 +71,7 @@ pub fn run(settings: &Settings, path: &[String]) -> Result<u8> {
         // A plugin namespace's help comes from its cached manifest, without diffy's global options.
         let mut command =
             plugin_command(component, &plugin.name).bin_name(format!("diffy {namespace}"));
-        print!("{}", command.render_long_help());
+        out!("{}", command.render_long_help());
         return Ok(0);
     }
     let mut root = command_with_plugins(&catalog);
@@ -84,7 +85,7 @@ pub fn run(settings: &Settings, path: &[String]) -> Result<u8> {
             ))
         })?;
     }
-    print!("{}", current.render_long_help());
+    out!("{}", current.render_long_help());
     Ok(0)
 }
 
@@ -92,6 +93,8 @@ pub fn run(settings: &Settings, path: &[String]) -> Result<u8> {
 pub fn completions(settings: &Settings, shell: clap_complete::Shell) -> Result<u8> {
     let catalog = catalog_or_built_ins(settings);
     let mut root = command_with_plugins(&catalog);
-    clap_complete::generate(shell, &mut root, "diffy", &mut std::io::stdout());
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut root, "diffy", &mut script);
+    out!("{}", String::from_utf8_lossy(&script));
     Ok(0)
 }

@@ -9,6 +9,7 @@ use diffy_core::workflow::{self, Choices, RunOptions};
 
 use super::report;
 use crate::cli::{Format, NewCommand, PluginChoices};
+use crate::output::{out, outln};
 use crate::progress::TerminalProgress;
 
 fn run_options(
@@ -49,7 +50,7 @@ pub fn run(settings: &Settings, command: NewCommand) -> Result<u8> {
                 .iter()
                 .filter(|r| r.status != diffy_plugin_api::RecordStatus::Ok)
                 .count();
-            println!(
+            outln!(
                 "Saved baseline {target_key:?} from {}: {} commands ({} failed).",
                 outcome.target.id,
                 outcome.records.len(),
@@ -58,7 +59,7 @@ pub fn run(settings: &Settings, command: NewCommand) -> Result<u8> {
             for record in &outcome.records {
                 let status = format!("{:?}", record.status).to_lowercase();
                 let lines = record.stdout.lines().count();
-                println!("  {:<20} {:<8} {lines} lines", record.command, status);
+                outln!("  {:<20} {:<8} {lines} lines", record.command, status);
             }
             if failed > 0 {
                 eprintln!(
@@ -80,15 +81,17 @@ pub fn run(settings: &Settings, command: NewCommand) -> Result<u8> {
             let progress = TerminalProgress.indicator();
             let outcome = workflow::new_analysis(&mut activator, &target_key, &run, &*progress)?;
             match format {
-                Format::Json => println!(
+                Format::Json => outln!(
                     "{}",
                     serde_json::to_string_pretty(&outcome.report).expect("reports serialise")
                 ),
                 Format::Table => {
-                    print!("{}", report::render(&outcome.report, max_rows));
-                    println!(
+                    out!("{}", report::render(&outcome.report, max_rows));
+                    outln!(
                         "\n{} records collected ({} failed); report saved as {}",
-                        outcome.records, outcome.failed_records, outcome.report_key
+                        outcome.records,
+                        outcome.failed_records,
+                        outcome.report_key
                     );
                 }
             }

@@ -14,23 +14,24 @@ use diffy_plugin_api::ComponentKind;
 use serde_json::json;
 
 use crate::cli::{Format, PluginCommand};
+use crate::output::outln;
 
 /// Run one `diffy plugin` subcommand.
 pub fn run(settings: &Settings, command: PluginCommand) -> Result<u8> {
     match command {
         PluginCommand::Install { path, link, force } => {
             let outcome = install::install(settings, &path, InstallOptions { link, force })?;
-            print_outcome(&outcome);
+            print_outcome(&outcome)?;
             Ok(0)
         }
         PluginCommand::Update { name, path } => {
             let outcome = install::update(settings, &name, &path)?;
-            print_outcome(&outcome);
+            print_outcome(&outcome)?;
             Ok(0)
         }
         PluginCommand::Uninstall { name } => {
             let removed = install::uninstall(settings, &name)?;
-            println!(
+            outln!(
                 "Uninstalled {} ({}).",
                 removed.name,
                 removed.installation_type.as_str()
@@ -49,13 +50,13 @@ pub fn run(settings: &Settings, command: PluginCommand) -> Result<u8> {
         PluginCommand::Check { path } => {
             let report = inspect::check(&path)?;
             let m = &report.manifest;
-            println!("{} {} is a valid diffy plugin", m.name, m.version);
-            println!("  library:      {}", report.library.display());
-            println!("  sha256:       {}", report.sha256);
-            println!("  api version:  {}", m.api_version);
-            println!("  host support: {}", m.host_requirement);
+            outln!("{} {} is a valid diffy plugin", m.name, m.version);
+            outln!("  library:      {}", report.library.display());
+            outln!("  sha256:       {}", report.sha256);
+            outln!("  api version:  {}", m.api_version);
+            outln!("  host support: {}", m.host_requirement);
             for c in &m.components {
-                println!("  {:<12}  {:<16} {}", c.kind.as_str(), c.name, c.summary);
+                outln!("  {:<12}  {:<16} {}", c.kind.as_str(), c.name, c.summary);
             }
             Ok(0)
         }
@@ -70,39 +71,37 @@ pub fn run(settings: &Settings, command: PluginCommand) -> Result<u8> {
                 api_path,
             })?;
             let dir = made.dir.display();
-            println!("Created plugin crate {} in {dir}:", made.name);
+            outln!("Created plugin crate {} in {dir}:", made.name);
             for file in &made.files {
-                println!("  {}", file.display());
+                outln!("  {}", file.display());
             }
-            println!("  CLI namespace:   diffy {}", made.namespace);
-            println!("  sample analysis: {}", made.analysis);
-            println!("\nNext, in {dir}:");
-            println!("  cargo test                         # test it through diffy's loader");
-            println!(
+            outln!("  CLI namespace:   diffy {}", made.namespace);
+            outln!("  sample analysis: {}", made.analysis);
+            outln!("\nNext, in {dir}:");
+            outln!("  cargo test                         # test it through diffy's loader");
+            outln!(
                 "  cargo build --release && diffy plugin install --link target/release/{}",
                 made.library_file
             );
-            println!(
-                "  diffy plugin package . --out dist  # an archive for 'diffy plugin install'"
-            );
+            outln!("  diffy plugin package . --out dist  # an archive for 'diffy plugin install'");
             Ok(0)
         }
         PluginCommand::Package { path, out } => {
             let packaged = package::package(&path, &out)?;
             let info = &packaged.info;
-            println!(
+            outln!(
                 "Packaged {} {} for {} into {}",
                 info.name,
                 info.version,
                 info.target,
                 packaged.archive.display()
             );
-            println!(
+            outln!(
                 "  library: {} (sha256 {})",
                 packaged.library.display(),
                 packaged.library_sha256
             );
-            println!("  archive sha256: {}", packaged.archive_sha256);
+            outln!("  archive sha256: {}", packaged.archive_sha256);
             Ok(0)
         }
     }
@@ -133,7 +132,7 @@ fn call(
     if !answer.is_empty() {
         let value: serde_json::Value =
             serde_json::from_slice(&answer).map_err(|e| component.label.malformed(e))?;
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&value).expect("JSON serialises")
         );
@@ -141,24 +140,24 @@ fn call(
     Ok(0)
 }
 
-fn print_outcome(outcome: &InstallOutcome) {
+fn print_outcome(outcome: &InstallOutcome) -> Result<()> {
     match outcome {
         InstallOutcome::Installed {
             name,
             version,
             library,
         } => {
-            println!("Installed {name} {version} into {}.", library.display());
+            outln!("Installed {name} {version} into {}.", library.display());
         }
         InstallOutcome::Linked {
             name,
             version,
             library,
         } => {
-            println!("Linked {name} {version} from {}.", library.display());
+            outln!("Linked {name} {version} from {}.", library.display());
         }
         InstallOutcome::Unchanged { name, version } => {
-            println!("{name} {version} is already installed; nothing to do.");
+            outln!("{name} {version} is already installed; nothing to do.");
         }
         InstallOutcome::Replaced {
             name,
@@ -166,9 +165,10 @@ fn print_outcome(outcome: &InstallOutcome) {
             to,
             library,
         } => {
-            println!("Replaced {name} {from} with {to} ({}).", library.display());
+            outln!("Replaced {name} {from} with {to} ({}).", library.display());
         }
     }
+    Ok(())
 }
 
 fn new_table(header: &[&str]) -> Table {
@@ -210,7 +210,7 @@ fn list(settings: &Settings, format: Format) -> Result<u8> {
                     })
                 })
                 .collect();
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&items).expect("JSON serialises")
             );
@@ -227,7 +227,7 @@ fn list(settings: &Settings, format: Format) -> Result<u8> {
                     description,
                 ]);
             }
-            println!("{table}");
+            outln!("{table}");
         }
     }
     Ok(0)
@@ -258,7 +258,7 @@ fn info(settings: &Settings, name: &str, format: Format) -> Result<u8> {
                 "manifest_file": manifest_file, "sha256": plugin.sha256.clone().or(actual_sha256),
                 "status": status, "manifest": manifest,
             });
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&value).expect("JSON serialises")
             );
@@ -302,7 +302,7 @@ fn info(settings: &Settings, name: &str, format: Format) -> Result<u8> {
                 table.add_row(vec!["sha256".to_string(), digest.clone()]);
             }
             table.add_row(vec!["status".to_string(), status]);
-            println!("{table}");
+            outln!("{table}");
             if let Some(m) = m {
                 let mut components = new_table(&["KIND", "NAME", "METHODS", "SUMMARY"]);
                 for c in &m.components {
@@ -313,7 +313,7 @@ fn info(settings: &Settings, name: &str, format: Format) -> Result<u8> {
                         c.summary.clone(),
                     ]);
                 }
-                println!("\nComponents:\n{components}");
+                outln!("\nComponents:\n{components}");
             }
         }
     }

@@ -8,6 +8,7 @@ use diffy_plugin_api::Report;
 
 use super::report;
 use crate::cli::{Format, ShowArgs};
+use crate::output::{out, outln};
 
 /// Run `diffy show`.
 pub fn run(settings: &Settings, args: ShowArgs) -> Result<u8> {
@@ -17,11 +18,15 @@ pub fn run(settings: &Settings, args: ShowArgs) -> Result<u8> {
     let Some(key) = args.key else {
         let keys = persistence.list(args.prefix.as_deref().unwrap_or(""))?;
         match args.format {
-            Format::Json => println!(
+            Format::Json => outln!(
                 "{}",
                 serde_json::to_string_pretty(&keys).expect("strings serialise")
             ),
-            Format::Table => keys.iter().for_each(|k| println!("{k}")),
+            Format::Table => {
+                for key in &keys {
+                    outln!("{key}");
+                }
+            }
         }
         return Ok(0);
     };
@@ -35,12 +40,12 @@ pub fn run(settings: &Settings, args: ShowArgs) -> Result<u8> {
         .then(|| serde_json::from_str::<Report>(&document).ok())
         .flatten();
     match (args.format, report) {
-        (Format::Table, Some(report)) => print!("{}", report::render(&report, args.max_rows)),
+        (Format::Table, Some(report)) => out!("{}", report::render(&report, args.max_rows)),
         _ => {
             let value: serde_json::Value = serde_json::from_str(&document).map_err(|e| {
                 Error::Failure(format!("the document under {key:?} is not JSON: {e}"))
             })?;
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&value).expect("JSON serialises")
             );
