@@ -5,16 +5,19 @@
 //! | kind       | slug            | what it does                                                   |
 //! |------------|-----------------|----------------------------------------------------------------|
 //! | target     | `ssh-inventory` | the hosts of a host list, ssh config or Ansible inventory file |
+//! | collection | `ssh`           | the payload's commands over one OpenSSH connection per host    |
 //!
 //! Each component's constructor takes typed options, so the components can be built and tested
 //! without a host; [`plugin`] adapts them to the host's [`Activation`].
 
 #![deny(unsafe_code)]
 
+mod collection;
 mod inventory;
 
 use diffy_plugin_api::{Activation, Plugin};
 
+use collection::SshCollection;
 use inventory::SshInventory;
 
 /// The plugin's declaration: cheap to build, with no side effects; every component does its work
@@ -27,12 +30,18 @@ fn plugin() -> Plugin {
         .target(SshInventory::component(), |activation: Activation| {
             Ok(SshInventory::new(Some(activation.host().clone())))
         })
+        .collection(SshCollection::component(), |activation: Activation| {
+            SshCollection::new(activation.options_as()?, Some(activation.host().clone()))
+        })
 }
 
 diffy_plugin_api::export_plugin!(plugin);
 
 #[cfg(test)]
 mod tests {
+    use diffy_plugin_api::ComponentKind;
+    use serde_json::{Map, Value};
+
     use super::*;
 
     #[test]
@@ -53,5 +62,20 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The schema defaults the host fills in must deserialise into the options and build the
+    /// component.
+    #[test]
+    fn schema_defaults_build_the_collection() {
+        let plugin = plugin();
+        let component = plugin
+            .manifest()
+            .component(ComponentKind::Collection, "ssh")
+            .unwrap();
+        let defaults = Value::Object(component.resolve_options(&Map::new()).unwrap());
+        SshCollection::new(serde_json::from_value(defaults).unwrap(), None).unwrap();
+        let unknown = component.resolve_options(&Map::from_iter([("bogus".into(), Value::Null)]));
+        assert!(unknown.is_err());
     }
 }

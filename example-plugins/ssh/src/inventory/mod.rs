@@ -7,7 +7,7 @@
 //! each host's address, port and user: the host's own value, else that of its nearest group (its
 //! own groups first, then their parents, `all` last).
 
-mod address;
+pub(crate) mod address;
 mod ini;
 mod json;
 mod plain;
