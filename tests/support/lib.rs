@@ -37,6 +37,8 @@ pub fn ensure_built() {
                 "-p",
                 "diffy-local",
                 "-p",
+                "diffy-ssh",
+                "-p",
                 "diffy-fixture",
             ]);
         if target_dir().file_name().is_some_and(|p| p == "release") {
