@@ -47,7 +47,7 @@ ensure_tool hyperfine hyperfine
 ensure_tool python3 python3
 ensure_tool /usr/bin/time time
 
-release_build diffy-local
+release_build diffy-local diffy-ssh
 out="${out:-$cache/results/pipeline-$(date -u +%Y%m%dT%H%M%SZ)}"
 mkdir -p "$out"
 work="$(mktemp -d "$cache/pipeline-run.XXXXXX")"

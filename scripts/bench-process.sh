@@ -43,7 +43,7 @@ done
 ensure_tool hyperfine hyperfine
 ensure_tool python3 python3
 
-release_build diffy-sweeten diffy-local diffy-fixture
+release_build diffy-sweeten diffy-local diffy-ssh diffy-fixture
 key="$(stat -c '%n %s %Y' "$diffy" "$bin/libdiffy_sweeten.so" "$bin/libdiffy_fixture.so" "$bin/libdiffy_local.so" \
   | sha256sum | cut -c1-16)"
 root="$cache/process-$key"

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 
 /// The plugins that ship with the binary, like InSpec's core plugins.
-pub const BUNDLED_PLUGINS: &[&str] = &["diffy-local"];
+pub const BUNDLED_PLUGINS: &[&str] = &["diffy-local", "diffy-ssh"];
 
 /// Built-in commands, which no plugin namespace may shadow.
 pub const BUILT_IN_COMMANDS: &[&str] = &["plugin", "new", "show", "help", "completions"];

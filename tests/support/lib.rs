@@ -1,5 +1,8 @@
 //! Support for diffy's end-to-end tests: build the workspace once, then run the real `diffy`
-//! binary against real plugin libraries in a temporary configuration directory.
+//! binary against real plugin libraries in a temporary configuration directory. [`ssh_lab`] is a
+//! lab of real OpenSSH servers for the SSH tests and benchmark.
+
+pub mod ssh_lab;
 
 use std::path::{Path, PathBuf};
 use std::process::Command as StdCommand;
@@ -36,6 +39,8 @@ pub fn ensure_built() {
                 "diffy-sweeten",
                 "-p",
                 "diffy-local",
+                "-p",
+                "diffy-ssh",
                 "-p",
                 "diffy-fixture",
             ]);
