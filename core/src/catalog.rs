@@ -13,6 +13,7 @@ use diffy_plugin_api::{ComponentKind, Manifest};
 use crate::config::{BUILT_IN_COMMANDS, BUNDLED_PLUGINS, Settings};
 use crate::error::{Error, Result};
 use crate::files::FileIdentity;
+use crate::isolation::{self, IsolatedPlugin, Isolation};
 pub use crate::known::{KnownPlugin, Source};
 use crate::loader::{self, Expectation};
 use crate::manifest_cache;
@@ -131,7 +132,14 @@ impl Catalog {
                 let library = settings
                     .bundled_library(name)
                     .unwrap_or_else(|| PathBuf::from(crate::config::library_file_name(name)));
-                plugins.push(refresh(name, Source::Bundled, library, None, &previous));
+                plugins.push(refresh(
+                    settings,
+                    name,
+                    Source::Bundled,
+                    library,
+                    Isolation::InProcess,
+                    &previous,
+                ));
             }
         }
         if settings.user_plugins {
@@ -265,8 +273,16 @@ fn known_from_entry(
     previous: &HashMap<String, KnownPlugin>,
 ) -> KnownPlugin {
     let library = entry.library_path(&settings.config_dir);
+    let registered = entry.isolation.unwrap_or_default();
     match entry.installation_type {
-        InstallationType::Path => refresh(&entry.name, Source::Path, library, None, previous),
+        InstallationType::Path => refresh(
+            settings,
+            &entry.name,
+            Source::Path,
+            library,
+            registered,
+            previous,
+        ),
         InstallationType::Installed => {
             let manifest_path = library.with_file_name("manifest.json");
             let (manifest, mut error) = match read_installed_manifest(&manifest_path) {
@@ -284,6 +300,7 @@ fn known_from_entry(
                 sha256: entry.sha256.clone(),
                 manifest,
                 error,
+                isolation: registered,
             }
         }
     }
@@ -304,12 +321,15 @@ fn read_installed_manifest(path: &Path) -> Result<Manifest, String> {
     })
 }
 
-/// Reuse the previous cache entry when the library is unchanged; otherwise load it once.
+/// Reuse the previous cache entry when the library is unchanged; otherwise load it once to read
+/// its manifest — in a sandboxed runner when the plugin runs isolated, so that an untrusted
+/// library's code never runs in diffy's own process.
 fn refresh(
+    settings: &Settings,
     name: &str,
     source: Source,
     library: PathBuf,
-    sha256: Option<String>,
+    registered: Isolation,
     previous: &HashMap<String, KnownPlugin>,
 ) -> KnownPlugin {
     let stamp = FileIdentity::of_path(&library);
@@ -326,15 +346,22 @@ fn refresh(
         source,
         library,
         stamp,
-        sha256,
+        sha256: None,
         manifest: None,
         error: None,
+        isolation: registered,
     };
     if plugin.stamp.is_none() {
         plugin.error = Some(match source {
             Source::Bundled => format!("bundled library not found: {}", plugin.library.display()),
             _ => format!("library not found: {}", plugin.library.display()),
         });
+    } else if settings.isolation_of(&plugin) == Isolation::Process {
+        let spec = isolation::spec_for(&plugin, settings.data_dir(name), None);
+        match IsolatedPlugin::probe(spec) {
+            Ok(started) => plugin.manifest = Some(started.manifest),
+            Err(error) => plugin.error = Some(error),
+        }
     } else {
         let expect = Expectation {
             name: Some(name),

@@ -36,6 +36,12 @@ pub trait Transport: Send + Sync {
     /// Call `method` with the JSON document `input`; the answer's JSON document (empty for
     /// "nothing") or why there is none.
     fn call(&self, method: &str, input: &[u8]) -> Result<Vec<u8>, CallFailure>;
+
+    /// Whether the transport ends a call that overruns its deadline itself (an isolated plugin's
+    /// runner is killed), so callers need not abandon it.
+    fn ends_overruns(&self) -> bool {
+        false
+    }
 }
 
 /// Which component of which plugin a handle belongs to, for messages.
@@ -50,6 +56,22 @@ pub struct Label {
 }
 
 impl Label {
+    /// Why this component could not be activated, in one line.
+    pub fn activation_failed(&self, failure: CallFailure) -> Error {
+        let Label { plugin, kind, name } = self;
+        Error::Plugin(match failure {
+            CallFailure::Panicked(message) => format!(
+                "plugin {plugin} panicked while activating {kind} {name}: {}",
+                one_line(&message)
+            ),
+            CallFailure::Error(message) | CallFailure::NoSuchMethod(message) => format!(
+                "plugin {plugin} failed to activate {kind} {name}: {}",
+                one_line(&message)
+            ),
+            CallFailure::Lost(message) => one_line(&message),
+        })
+    }
+
     /// A malformed answer from this component.
     pub fn malformed(&self, fault: impl std::fmt::Display) -> Error {
         Error::Plugin(format!(
@@ -84,6 +106,11 @@ impl ComponentHandle {
             methods,
             transport,
         }
+    }
+
+    /// Whether calls that overrun their deadline are ended by the transport itself.
+    pub fn ends_overruns(&self) -> bool {
+        self.transport.ends_overruns()
     }
 
     /// Whether the component answers `method`.
@@ -168,6 +195,12 @@ fn incident(incident: Option<&str>) -> Option<Cow<'_, str>> {
     incident.map(Cow::Borrowed)
 }
 
+/// A typed handle ([`TargetHandle`], …) and the component it speaks to.
+pub trait Typed {
+    /// The component.
+    fn component(&self) -> &ComponentHandle;
+}
+
 macro_rules! typed_handle {
     ($($(#[$doc:meta])* $name:ident;)*) => {$(
         $(#[$doc])*
@@ -181,6 +214,12 @@ macro_rules! typed_handle {
         impl From<ComponentHandle> for $name {
             fn from(handle: ComponentHandle) -> Self {
                 $name { label: handle.label.clone(), handle }
+            }
+        }
+
+        impl Typed for $name {
+            fn component(&self) -> &ComponentHandle {
+                &self.handle
             }
         }
     )*};

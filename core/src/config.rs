@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::isolation::Isolation;
+use crate::known::{KnownPlugin, Source};
 
 /// The plugins that ship with the binary, like InSpec's core plugins.
 pub const BUNDLED_PLUGINS: &[&str] = &["diffy-local", "diffy-ssh"];
@@ -24,6 +26,20 @@ pub struct Settings {
     pub user_plugins: bool,
     /// Whether bundled plugins are used.
     pub bundled_plugins: bool,
+    /// Which plugins run isolated this run, beyond those registered so (`--isolate-plugins`).
+    pub isolate: IsolateOverride,
+}
+
+/// `--isolate-plugins`: isolate more plugins than the registry says, for one run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IsolateOverride {
+    /// As each plugin's registry entry says.
+    #[default]
+    AsRegistered,
+    /// Every user plugin (bundled plugins stay in process).
+    UserPlugins,
+    /// Every plugin, bundled ones included.
+    All,
 }
 
 impl Settings {
@@ -53,7 +69,17 @@ impl Settings {
             bundled_dir: bundled_dir(),
             user_plugins: true,
             bundled_plugins: true,
+            isolate: IsolateOverride::AsRegistered,
         })
+    }
+
+    /// How `plugin` runs this run: as registered, unless `--isolate-plugins` says more.
+    pub fn isolation_of(&self, plugin: &KnownPlugin) -> Isolation {
+        match self.isolate {
+            IsolateOverride::All => Isolation::Process,
+            IsolateOverride::UserPlugins if plugin.source != Source::Bundled => Isolation::Process,
+            _ => plugin.isolation,
+        }
     }
 
     /// `<config dir>/plugins.json`.

@@ -8,14 +8,16 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use diffy_plugin_api::Manifest;
 use diffy_plugin_api::documents::sha256_hex;
+use diffy_plugin_api::{Manifest, Permission};
 
 use crate::catalog::Catalog;
 use crate::config::{BUNDLED_PLUGINS, Settings, library_file_name};
 use crate::error::{Error, IoContext, Result};
 use crate::files;
 use crate::inspect::{Candidate, check_namespaces};
+use crate::isolation::frames::RunnerSpec;
+use crate::isolation::{IsolatedPlugin, Isolation};
 use crate::loader::{self, Expectation};
 use crate::registry::{self, InstallationType, Registry, RegistryEntry, installed_dir};
 
@@ -26,6 +28,8 @@ pub struct InstallOptions {
     pub link: bool,
     /// Replace an installed plugin of another version (or reinstall the same one).
     pub force: bool,
+    /// Run the plugin in a sandboxed child process, from the verifying load on.
+    pub isolate: bool,
 }
 
 /// What an install or update did.
@@ -36,12 +40,14 @@ pub enum InstallOutcome {
         name: String,
         version: String,
         library: PathBuf,
+        granted: Grant,
     },
     /// Registered in place.
     Linked {
         name: String,
         version: String,
         library: PathBuf,
+        granted: Grant,
     },
     /// The same name and version was already registered; nothing changed.
     Unchanged { name: String, version: String },
@@ -51,7 +57,26 @@ pub enum InstallOutcome {
         from: String,
         to: String,
         library: PathBuf,
+        granted: Grant,
     },
+}
+
+/// How an installed plugin will run, and what it asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// In process, or isolated.
+    pub isolation: Isolation,
+    /// The permissions its manifest declares (granted when it runs isolated).
+    pub permissions: Vec<Permission>,
+}
+
+impl Grant {
+    fn of(manifest: &Manifest, isolation: Isolation) -> Grant {
+        Grant {
+            isolation,
+            permissions: manifest.permissions.clone(),
+        }
+    }
 }
 
 /// Install the plugin library at `path`.
@@ -70,9 +95,15 @@ pub fn install(
                 path.display()
             )));
         }
-        link(settings, &candidate)?
+        link(settings, &candidate, isolation_flag(options))?
     } else {
-        copy_in(settings, &candidate, None, options.force)?
+        copy_in(
+            settings,
+            &candidate,
+            None,
+            options.force,
+            isolation_flag(options),
+        )?
     };
     refresh_cache(settings);
     Ok(outcome)
@@ -81,9 +112,35 @@ pub fn install(
 /// Replace the installed plugin `name` with the build at `path`.
 pub fn update(settings: &Settings, name: &str, path: &Path) -> Result<InstallOutcome> {
     let candidate = Candidate::open(path)?;
-    let outcome = copy_in(settings, &candidate, Some(name), true)?;
+    let outcome = copy_in(settings, &candidate, Some(name), true, None)?;
     refresh_cache(settings);
     Ok(outcome)
+}
+
+/// Run the registered plugin `name` isolated in a sandboxed child process, or in process again
+/// (`diffy plugin isolate NAME on|off`). Returns the entry as it now is.
+pub fn set_isolation(
+    settings: &Settings,
+    name: &str,
+    isolation: Isolation,
+) -> Result<RegistryEntry> {
+    if BUNDLED_PLUGINS.contains(&name) {
+        return Err(Error::Usage(format!(
+            "{name} is bundled with diffy and runs in process; use --isolate-plugins=all to isolate \
+             it for one run"
+        )));
+    }
+    let entry = registry::modify(&settings.config_dir, |registry| {
+        let entry = registry
+            .entries
+            .iter_mut()
+            .find(|e| e.name == name)
+            .ok_or_else(|| Error::Usage(format!("no plugin named {name:?} is registered")))?;
+        entry.isolation = (isolation == Isolation::Process).then_some(Isolation::Process);
+        Ok(entry.clone())
+    })?;
+    refresh_cache(settings);
+    Ok(entry)
 }
 
 /// Remove the plugin `name` from the registry, and its files if it was installed by copy.
@@ -208,21 +265,51 @@ fn check_free(settings: &Settings, registry: &Registry, manifest: &Manifest) -> 
     Ok(())
 }
 
-/// Load `library` (a staged copy of `candidate`) to verify it, naming the candidate.
-fn load_checked(library: &Path, candidate: &Candidate) -> Result<Manifest> {
+/// `--isolate` as an isolation to record; without it an existing entry's stays as it was.
+fn isolation_flag(options: InstallOptions) -> Option<Isolation> {
+    options.isolate.then_some(Isolation::Process)
+}
+
+/// Load `library` (a staged copy of `candidate`) to verify it, naming the candidate: in a
+/// sandboxed runner when the plugin is to run isolated, so its code never runs in diffy itself.
+fn load_checked(library: &Path, candidate: &Candidate, isolation: Isolation) -> Result<Manifest> {
+    let failed =
+        |e: String| Error::Plugin(format!("cannot install {}: {e}", candidate.shown.display()));
+    if isolation == Isolation::Process {
+        let data_dir = tempfile::tempdir()
+            .with_path("create a temporary directory in", &std::env::temp_dir())?;
+        let spec = RunnerSpec {
+            name: None,
+            library: library.to_path_buf(),
+            shown_as: Some(candidate.shown.clone()),
+            sha256: None,
+            previous: None,
+            permissions: Vec::new(),
+            data_dir: data_dir.path().to_path_buf(),
+            temp_dir: PathBuf::new(),
+            probe: true,
+        };
+        return IsolatedPlugin::probe(spec)
+            .map(|started| started.manifest)
+            .map_err(failed);
+    }
     let expect = Expectation {
         shown_as: Some(&candidate.shown),
         ..Expectation::default()
     };
     loader::load(library, expect)
         .map(|loaded| loaded.manifest)
-        .map_err(|e| Error::Plugin(format!("cannot install {}: {e}", candidate.shown.display())))
+        .map_err(failed)
 }
 
-fn link(settings: &Settings, candidate: &Candidate) -> Result<InstallOutcome> {
+fn link(
+    settings: &Settings,
+    candidate: &Candidate,
+    isolation: Option<Isolation>,
+) -> Result<InstallOutcome> {
     let library = fs::canonicalize(&candidate.library).with_path("resolve", &candidate.library)?;
     registry::modify(&settings.config_dir, |registry| {
-        let manifest = load_checked(&library, candidate)?;
+        let manifest = load_checked(&library, candidate, isolation.unwrap_or_default())?;
         let name = manifest.name.clone();
         let path_text = library.to_string_lossy().into_owned();
         if let Some(existing) = registry.get(&name) {
@@ -245,9 +332,11 @@ fn link(settings: &Settings, candidate: &Candidate) -> Result<InstallOutcome> {
             installation_path: Some(path_text),
             version: None,
             sha256: None,
+            isolation,
             extra: Default::default(),
         });
         Ok(InstallOutcome::Linked {
+            granted: Grant::of(&manifest, isolation.unwrap_or_default()),
             name,
             version: manifest.version,
             library: library.clone(),
@@ -262,6 +351,7 @@ fn copy_in(
     candidate: &Candidate,
     expected_name: Option<&str>,
     force: bool,
+    isolation: Option<Isolation>,
 ) -> Result<InstallOutcome> {
     let source = &candidate.shown;
     let bytes = fs::read(&candidate.library).with_path("read", &candidate.library)?;
@@ -281,7 +371,12 @@ fn copy_in(
         fs::File::open(&staged)
             .and_then(|f| f.sync_all())
             .with_path("sync", &staged)?;
-        let manifest = load_checked(&staged, candidate)?;
+        // An update runs as the installed plugin does; an install as asked.
+        let registered = expected_name
+            .and_then(|name| registry.get(name))
+            .and_then(|entry| entry.isolation);
+        let verify_as = isolation.or(registered).unwrap_or_default();
+        let manifest = load_checked(&staged, candidate, verify_as)?;
         let name = manifest.name.clone();
         let version = manifest.version.clone();
         if let Some(expected) = expected_name
@@ -360,11 +455,13 @@ fn copy_in(
             installation_path: None,
             version: Some(version.clone()),
             sha256: Some(sha256_hex(&bytes)),
+            isolation: isolation.or(existing.as_ref().and_then(|e| e.isolation)),
             extra: existing
                 .as_ref()
                 .map(|e| e.extra.clone())
                 .unwrap_or_default(),
         };
+        let granted = Grant::of(&manifest, entry.isolation.unwrap_or_default());
         match registry.entries.iter_mut().find(|e| e.name == name) {
             Some(slot) => *slot = entry,
             None => registry.entries.push(entry),
@@ -379,12 +476,14 @@ fn copy_in(
                     from,
                     to: version,
                     library,
+                    granted,
                 }
             }
             None => InstallOutcome::Installed {
                 name,
                 version,
                 library,
+                granted,
             },
         })
     })?;

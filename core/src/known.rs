@@ -8,6 +8,7 @@ use diffy_plugin_api::{ComponentKind, Manifest};
 use serde::{Deserialize, Serialize};
 
 use crate::files::FileIdentity;
+use crate::isolation::Isolation;
 
 /// Where a plugin comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,6 +55,9 @@ pub struct KnownPlugin {
     /// Why the plugin cannot be used, if it cannot.
     #[serde(default)]
     pub error: Option<String>,
+    /// How its registry entry says it runs.
+    #[serde(default)]
+    pub isolation: Isolation,
 }
 
 impl KnownPlugin {

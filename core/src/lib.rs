@@ -21,6 +21,7 @@ pub mod error;
 pub mod files;
 pub mod inspect;
 pub mod install;
+pub mod isolation;
 pub mod known;
 // The one module of the host that opens libraries and crosses the FFI boundary.
 #[allow(unsafe_code)]

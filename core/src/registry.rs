@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{Error, IoContext, Result};
 use crate::files;
+use crate::isolation::Isolation;
 
 /// The only `plugins_config_version` this host reads and writes.
 pub const CONFIG_VERSION: &str = "1.0.0";
@@ -72,6 +73,9 @@ pub struct RegistryEntry {
     /// Installed entries: the library's SHA-256 at install time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+    /// `"process"` to run the plugin in a sandboxed child process; in process when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isolation: Option<Isolation>,
     /// Keys this version does not know, kept as they were, in order.
     #[serde(flatten)]
     pub extra: Map<String, Value>,

@@ -13,6 +13,19 @@ use serde::de::DeserializeOwned;
 use crate::component::CallFailure;
 use crate::progress::{Progress, ProgressDisplay, Silent};
 
+/// Answers a component's host-service calls: the host's own services, or an isolated plugin's
+/// runner forwarding them to the host.
+pub trait ServiceProvider: Send + Sync + 'static {
+    /// Answer one service call with its JSON document, as [`HostServices::call`] does.
+    fn call(&self, service: &str, input: &[u8]) -> Result<Vec<u8>, CallFailure>;
+}
+
+impl ServiceProvider for HostServices {
+    fn call(&self, service: &str, input: &[u8]) -> Result<Vec<u8>, CallFailure> {
+        HostServices::call(self, service, input)
+    }
+}
+
 /// The services of one activated component.
 #[derive(Clone)]
 pub struct HostServices {

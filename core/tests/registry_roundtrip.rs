@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use diffy_core::isolation::Isolation;
 use diffy_core::registry::{InstallationType, Registry, RegistryEntry};
 use proptest::prelude::*;
 use serde_json::{Map, Value};
@@ -17,29 +18,36 @@ fn extra() -> impl Strategy<Value = Map<String, Value>> {
 }
 
 fn entry() -> impl Strategy<Value = RegistryEntry> {
+    let isolation = || proptest::option::of(Just(Isolation::Process));
     let installed = (
         name(),
         (0u32..20, 0u32..20, 0u32..20),
         proptest::option::of("[0-9a-f]{64}"),
+        isolation(),
         extra(),
     )
-        .prop_map(|(name, (a, b, c), sha256, extra)| RegistryEntry {
-            name,
-            installation_type: InstallationType::Installed,
-            installation_path: None,
-            version: Some(format!("{a}.{b}.{c}")),
-            sha256,
-            extra,
-        });
-    let path =
-        (name(), "[a-zA-Z0-9/._ -]{1,60}", extra()).prop_map(|(name, path, extra)| RegistryEntry {
+        .prop_map(
+            |(name, (a, b, c), sha256, isolation, extra)| RegistryEntry {
+                name,
+                installation_type: InstallationType::Installed,
+                installation_path: None,
+                version: Some(format!("{a}.{b}.{c}")),
+                sha256,
+                isolation,
+                extra,
+            },
+        );
+    let path = (name(), "[a-zA-Z0-9/._ -]{1,60}", isolation(), extra()).prop_map(
+        |(name, path, isolation, extra)| RegistryEntry {
             name,
             installation_type: InstallationType::Path,
             installation_path: Some(path),
             version: None,
             sha256: None,
+            isolation,
             extra,
-        });
+        },
+    );
     prop_oneof![installed, path]
 }
 

@@ -36,6 +36,18 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub disable_bundled_plugins: bool,
 
+    /// Run every user plugin in a sandboxed child process for this run ('all': bundled ones too)
+    #[arg(
+        long,
+        global = true,
+        value_name = "WHICH",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "user",
+        value_enum
+    )]
+    pub isolate_plugins: Option<IsolateWhich>,
+
     /// Print help
     #[arg(short = 'h', long = "help", action = ArgAction::SetTrue)]
     pub help: bool,
@@ -83,6 +95,16 @@ pub enum PluginCommand {
         /// Replace an installed plugin even if another version is installed
         #[arg(long)]
         force: bool,
+        /// Run the plugin in a sandboxed child process (its load at install too)
+        #[arg(long)]
+        isolate: bool,
+    },
+    /// Run a plugin in a sandboxed child process, or in process again
+    Isolate {
+        /// The plugin's name
+        name: String,
+        /// on: isolated; off: in process
+        mode: OnOff,
     },
     /// List plugins with their status (opens no plugin library)
     List {
@@ -155,6 +177,24 @@ pub enum PluginCommand {
         #[arg(long, value_name = "DIR", default_value = ".")]
         out: PathBuf,
     },
+}
+
+/// Which plugins `--isolate-plugins` isolates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum IsolateWhich {
+    /// Every plugin registered in plugins.json
+    User,
+    /// Bundled plugins too
+    All,
+}
+
+/// `on` or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnOff {
+    /// Isolated in a sandboxed child process
+    On,
+    /// In diffy's own process
+    Off,
 }
 
 /// How to print results.

@@ -9,8 +9,13 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
+use diffy_core::isolation::RUNNER_COMMAND;
 
 fn main() -> ExitCode {
+    // An isolated plugin's runner is this executable too; it answers before anything is parsed.
+    if std::env::args_os().nth(1).as_deref() == Some(RUNNER_COMMAND.as_ref()) {
+        return ExitCode::from(diffy_core::isolation::runner::serve());
+    }
     let cli = cli::Cli::parse();
     init_tracing(cli.verbose, cli.quiet);
     match commands::run(cli) {

@@ -144,7 +144,7 @@ impl Harness {
         settings.user_plugins = true;
         let options = InstallOptions {
             link: true,
-            force: false,
+            ..InstallOptions::default()
         };
         let name = match install::install(&settings, &library, options) {
             Ok(InstallOutcome::Linked { name, .. } | InstallOutcome::Unchanged { name, .. }) => {

@@ -10,6 +10,7 @@ pub mod plan;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use diffy_plugin_api::ComponentKind;
 use diffy_plugin_api::documents::sha256_hex;
@@ -25,6 +26,7 @@ use crate::component::{
 use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::files::write_atomically;
+use crate::isolation::{self, IsolatedPlugin, Isolation, SandboxReport};
 use crate::loader::{self, Expectation, LoadedLibrary, Verified};
 use crate::manifest_cache;
 use crate::progress::{ProgressDisplay, Silent};
@@ -35,7 +37,9 @@ pub struct Activator {
     settings: Settings,
     catalog: Option<Catalog>,
     loaded: HashMap<PathBuf, Arc<LoadedLibrary>>,
+    isolated: HashMap<PathBuf, Arc<IsolatedPlugin>>,
     progress: Arc<dyn ProgressDisplay>,
+    call_timeout: Option<Duration>,
 }
 
 impl Activator {
@@ -45,8 +49,17 @@ impl Activator {
             settings,
             catalog: None,
             loaded: HashMap::new(),
+            isolated: HashMap::new(),
             progress: Arc::new(Silent),
+            call_timeout: None,
         }
+    }
+
+    /// Kill an isolated plugin whose call does not answer within `timeout` (in-process calls
+    /// are bounded by the workflow, which can only abandon them).
+    pub fn with_call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = Some(timeout);
+        self
     }
 
     /// Let `display` draw the progress of the components this activator activates.
@@ -77,20 +90,14 @@ impl Activator {
         catalog.resolve(kind, name).cloned()
     }
 
-    /// Load a plugin's library (once per process), checking everything the loader checks.
+    /// Load a plugin's library into this process (once per process), checking everything the
+    /// loader checks.
     pub fn load(&mut self, plugin: &KnownPlugin) -> Result<Arc<LoadedLibrary>> {
-        if let Some(error) = &plugin.error
-            && plugin.manifest.is_none()
-        {
-            return Err(Error::Plugin(format!("plugin {}: {error}", plugin.name)));
-        }
+        usable(plugin)?;
         if let Some(loaded) = self.loaded.get(&plugin.library) {
             return Ok(Arc::clone(loaded));
         }
-        let record_path = self.verified_record(&plugin.library);
-        let previous: Option<Verified> = std::fs::read(&record_path)
-            .ok()
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+        let previous = self.previous_verification(&plugin.library);
         let expect = Expectation {
             name: Some(&plugin.name),
             sha256: plugin.sha256.as_deref(),
@@ -104,21 +111,81 @@ impl Activator {
                 plugin.library.display()
             ))
         })?;
-        if previous.as_ref() != Some(&loaded.verified) {
-            tracing::debug!(
-                had_record = previous.is_some(),
-                "saving the verification record of {}",
-                plugin.library.display()
-            );
-            let record = serde_json::to_vec(&loaded.verified).expect("records serialise");
-            if let Err(e) = write_atomically(&record_path, &record) {
-                tracing::debug!("cannot save the verification record: {e}");
-            }
-        }
+        self.remember_verification(&plugin.library, previous.as_ref(), &loaded.verified);
         let loaded = Arc::new(loaded);
         self.loaded
             .insert(plugin.library.clone(), Arc::clone(&loaded));
         Ok(loaded)
+    }
+
+    /// Start a plugin's sandboxed runner (once per process), which loads its library with the
+    /// same checks.
+    pub fn isolated(&mut self, plugin: &KnownPlugin) -> Result<Arc<IsolatedPlugin>> {
+        usable(plugin)?;
+        if let Some(isolated) = self.isolated.get(&plugin.library) {
+            return Ok(Arc::clone(isolated));
+        }
+        let previous = self.previous_verification(&plugin.library);
+        let spec = isolation::spec_for(
+            plugin,
+            self.settings.data_dir(&plugin.name),
+            previous.clone(),
+        );
+        let isolated = IsolatedPlugin::start(spec, self.call_timeout)
+            .map_err(|why| isolation::start_error(plugin, why))?;
+        self.remember_verification(
+            &plugin.library,
+            previous.as_ref(),
+            &isolated.started.verified,
+        );
+        let isolated = Arc::new(isolated);
+        self.isolated
+            .insert(plugin.library.clone(), Arc::clone(&isolated));
+        Ok(isolated)
+    }
+
+    /// Load a plugin as it runs (in process, or in its runner) to check it, for `plugin info`:
+    /// its manifest, digest and, when isolated, its sandbox.
+    pub fn verify(&mut self, plugin: &KnownPlugin) -> Result<Verification> {
+        if self.settings.isolation_of(plugin) == Isolation::Process {
+            let isolated = self.isolated(plugin)?;
+            let started = &isolated.started;
+            return Ok(Verification {
+                manifest: started.manifest.clone(),
+                sha256: started.verified.sha256.clone(),
+                sandbox: Some(started.sandbox.clone()),
+            });
+        }
+        let loaded = self.load(plugin)?;
+        Ok(Verification {
+            manifest: loaded.manifest.clone(),
+            sha256: loaded.sha256().map(String::from),
+            sandbox: None,
+        })
+    }
+
+    /// What an earlier load of `library` verified, if it recorded it.
+    fn previous_verification(&self, library: &Path) -> Option<Verified> {
+        std::fs::read(self.verified_record(library))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+    }
+
+    /// Record what a load verified, when it differs from what was recorded; failing costs only
+    /// time next run.
+    fn remember_verification(&self, library: &Path, previous: Option<&Verified>, now: &Verified) {
+        if previous == Some(now) {
+            return;
+        }
+        tracing::debug!(
+            had_record = previous.is_some(),
+            "saving the verification record of {}",
+            library.display()
+        );
+        let record = serde_json::to_vec(now).expect("records serialise");
+        if let Err(e) = write_atomically(&self.verified_record(library), &record) {
+            tracing::debug!("cannot save the verification record: {e}");
+        }
     }
 
     /// Where the [`Verified`] record of a library is kept: `<config>/cache/verified/<hash>.json`.
@@ -137,10 +204,7 @@ impl Activator {
     /// Activate the CLI namespace `namespace`.
     pub fn cli_command(&mut self, namespace: &str) -> Result<CliCommandHandle> {
         let owner = self.owner(ComponentKind::CliCommand, namespace)?;
-        let library = self.load(&owner)?;
-        let services = self.services(&owner.name);
-        library
-            .activate(ComponentKind::CliCommand, namespace, services, &Map::new())
+        self.activate_owned(&owner, ComponentKind::CliCommand, namespace, &Map::new())
             .map(CliCommandHandle::from)
     }
 
@@ -159,10 +223,47 @@ impl Activator {
     /// Activate a component of a [`Plan`](plan::Plan): load its owner's library (once per
     /// process) and construct it with its planned options.
     pub fn activate_planned(&mut self, planned: &Planned) -> Result<ComponentHandle> {
-        let library = self.load(&planned.owner)?;
-        let services = self.services(&planned.owner.name);
-        library.activate(planned.kind(), planned.name(), services, &planned.options)
+        let kind = planned.kind();
+        self.activate_owned(&planned.owner, kind, planned.name(), &planned.options)
     }
+
+    /// Activate `owner`'s component, in process or in its runner as it is to run.
+    fn activate_owned(
+        &mut self,
+        owner: &KnownPlugin,
+        kind: ComponentKind,
+        name: &str,
+        options: &Map<String, Value>,
+    ) -> Result<ComponentHandle> {
+        let services = self.services(&owner.name);
+        match self.settings.isolation_of(owner) {
+            Isolation::Process => self
+                .isolated(owner)?
+                .activate(kind, name, services, options),
+            Isolation::InProcess => self.load(owner)?.activate(kind, name, services, options),
+        }
+    }
+}
+
+/// A plugin that cannot be loaded at all, as its known state already says.
+fn usable(plugin: &KnownPlugin) -> Result<()> {
+    match &plugin.error {
+        Some(error) if plugin.manifest.is_none() => {
+            Err(Error::Plugin(format!("plugin {}: {error}", plugin.name)))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// What loading a plugin as it runs showed, for `plugin info`.
+#[derive(Debug, Clone)]
+pub struct Verification {
+    /// The library's manifest.
+    pub manifest: diffy_plugin_api::Manifest,
+    /// Its SHA-256, when the load computed (or trusted) it.
+    pub sha256: Option<String>,
+    /// Its sandbox, when it runs isolated.
+    pub sandbox: Option<SandboxReport>,
 }
 
 macro_rules! activate_interface {

@@ -11,9 +11,9 @@ use diffy_plugin_api::ffi::{CallStatus, ComponentBox, HostBox, HostFfi, HostFfi_
 use serde_json::{Map, Value};
 
 use super::LoadedLibrary;
-use crate::component::{CallFailure, ComponentHandle, Label, Transport, one_line};
-use crate::error::{Error, Result};
-use crate::services::HostServices;
+use crate::component::{CallFailure, ComponentHandle, Label, Transport};
+use crate::error::Result;
+use crate::services::{HostServices, ServiceProvider};
 
 impl LoadedLibrary {
     /// Construct the component of `kind` named `name` with `options` (already validated against
@@ -30,40 +30,47 @@ impl LoadedLibrary {
             kind,
             name: name.to_string(),
         };
+        let options = serde_json::to_vec(options).expect("options serialise");
+        let transport = self
+            .activate_transport(kind, name, Box::new(services), &options)
+            .map_err(|failure| label.activation_failed(failure))?;
+        Ok(ComponentHandle::new(label, &self.manifest, transport))
+    }
+
+    /// Construct a component and return its raw transport: what an isolated plugin's runner
+    /// serves over its pipe. `options` is the options object as JSON.
+    pub(crate) fn activate_transport(
+        &self,
+        kind: ComponentKind,
+        name: &str,
+        services: Box<dyn ServiceProvider>,
+        options: &[u8],
+    ) -> std::result::Result<Box<dyn Transport>, CallFailure> {
         let started = Instant::now();
         let host: HostBox = HostFfi_TO::from_value(ServicesAdapter(services), TD_Opaque);
-        let options = serde_json::to_vec(options).expect("options serialise");
         let activate = self.module.activate();
         let component = activate(
             RStr::from_str(kind.as_str()),
             RStr::from_str(name),
             host,
-            RSlice::from_slice(&options),
+            RSlice::from_slice(options),
         )
         .into_result()
         .map_err(|e| {
-            let verb = if e.status == CallStatus::PANICKED {
-                "panicked while activating"
+            let message = e.message.into_string();
+            if e.status == CallStatus::PANICKED {
+                CallFailure::Panicked(message)
             } else {
-                "failed to activate"
-            };
-            Error::Plugin(format!(
-                "plugin {} {verb} {kind} {name}: {}",
-                label.plugin,
-                one_line(&e.message)
-            ))
+                CallFailure::Error(message)
+            }
         })?;
         tracing::info!(
-            plugin = %label.plugin,
+            plugin = %self.manifest.name,
             component = %format!("{kind} {name}"),
             activate_us = started.elapsed().as_micros() as u64,
             "activated component"
         );
-        Ok(ComponentHandle::new(
-            label,
-            &self.manifest,
-            Box::new(InProcess { component }),
-        ))
+        Ok(Box::new(InProcess { component }))
     }
 }
 
@@ -94,9 +101,10 @@ fn text(bytes: Vec<u8>) -> String {
     String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
-/// The host's services as the boundary's [`HostFfi`]: every call goes to [`HostServices::call`],
-/// and a panic there is caught before it could unwind into the plugin.
-struct ServicesAdapter(HostServices);
+/// The host's services as the boundary's [`HostFfi`]: every call goes to the provider (the host's
+/// own services, or a runner's forwarder to them), and a panic there is caught before it could
+/// unwind into the plugin.
+struct ServicesAdapter(Box<dyn ServiceProvider>);
 
 impl HostFfi for ServicesAdapter {
     fn call(&self, service: RStr<'_>, input: RSlice<'_, u8>, output: &mut RVec<u8>) -> CallStatus {

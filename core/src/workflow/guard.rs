@@ -4,8 +4,11 @@
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
-use crate::component::Label;
+use crate::component::{Label, Typed};
 use crate::error::{Error, Result};
+
+/// How much longer a guard waits for a transport that ends overruns itself.
+const TRANSPORT_GRACE: Duration = Duration::from_secs(1);
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -19,7 +22,19 @@ pub(super) struct Guarded<H> {
 }
 
 impl<H: Send + Sync + 'static> Guarded<H> {
-    pub(super) fn new(label: Label, handle: H, timeout: Duration) -> Result<Self> {
+    /// Guard `handle`'s calls with `timeout`. When its transport ends overruns itself (an
+    /// isolated plugin's runner is killed at the deadline), the guard waits a moment longer, so
+    /// that the transport's ending — and its message — comes first.
+    pub(super) fn new(handle: H, timeout: Duration) -> Result<Self>
+    where
+        H: Typed,
+    {
+        let label = handle.component().label.clone();
+        let timeout = if handle.component().ends_overruns() {
+            timeout + TRANSPORT_GRACE
+        } else {
+            timeout
+        };
         let (jobs, queue) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name(format!("{} {}", label.kind, label.name))

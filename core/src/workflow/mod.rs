@@ -169,10 +169,10 @@ fn activate_pipeline(
     let collection = CollectionHandle::from(activator.activate_planned(collection)?);
     let persistence = PersistenceHandle::from(activator.activate_planned(persistence)?);
     let components = Components {
-        target: Guarded::new(target.label.clone(), target, timeout)?,
-        payload: Guarded::new(payload.label.clone(), payload, timeout)?,
+        target: Guarded::new(target, timeout)?,
+        payload: Guarded::new(payload, timeout)?,
         collection: Arc::new(collection),
-        persistence: Guarded::new(persistence.label.clone(), persistence, timeout)?,
+        persistence: Guarded::new(persistence, timeout)?,
     };
     Ok((components, plan))
 }
@@ -335,7 +335,7 @@ pub fn new_analysis(
         None
     };
     let analysis = AnalysisHandle::from(activator.activate_planned(planned_analysis)?);
-    let analysis = Guarded::new(analysis.label.clone(), analysis, run.component_timeout)?;
+    let analysis = Guarded::new(analysis, run.component_timeout)?;
 
     let targets = resolve_targets(&components.target, key, run.incident.clone())?;
     let commands = generate_commands(&components.payload, run.incident.clone())?;

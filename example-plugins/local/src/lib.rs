@@ -24,7 +24,7 @@ mod persistence;
 mod targets;
 mod timestamp;
 
-use diffy_plugin_api::{Activation, Plugin};
+use diffy_plugin_api::{Activation, Permission, Plugin};
 
 use analysis::cluster::LocalCluster;
 use analysis::simple::LocalSimple;
@@ -43,6 +43,10 @@ fn plugin() -> Plugin {
         )
         .author("The diffy developers")
         .license("MIT OR Apache-2.0")
+        // Isolated, local-shell runs the triage commands and the evidence components read
+        // directories anywhere.
+        .permission(Permission::Exec)
+        .permission(Permission::ReadAll)
         .target(LocalTarget::component(), |_: Activation| Ok(LocalTarget))
         .target(EvidenceDirTarget::component(), |_: Activation| {
             Ok(EvidenceDirTarget)

@@ -15,7 +15,7 @@
 mod collection;
 mod inventory;
 
-use diffy_plugin_api::{Activation, Plugin};
+use diffy_plugin_api::{Activation, Permission, Plugin};
 
 use collection::SshCollection;
 use inventory::SshInventory;
@@ -27,6 +27,11 @@ fn plugin() -> Plugin {
         .description("Fleets over SSH: hosts from inventory files, commands run with OpenSSH")
         .author("The diffy developers")
         .license("MIT OR Apache-2.0")
+        // Isolated, the collection still runs `ssh`, which connects out and reads the user's
+        // ssh configuration, keys and known_hosts; the target reads inventories anywhere.
+        .permission(Permission::Exec)
+        .permission(Permission::Network)
+        .permission(Permission::ReadAll)
         .target(SshInventory::component(), |activation: Activation| {
             Ok(SshInventory::new(Some(activation.host().clone())))
         })

@@ -11,9 +11,9 @@ use std::sync::Arc;
 
 use diffy_core::Result;
 use diffy_core::activation::Activator;
-use diffy_core::config::Settings;
+use diffy_core::config::{IsolateOverride, Settings};
 
-use crate::cli::{Cli, Commands};
+use crate::cli::{Cli, Commands, IsolateWhich};
 use crate::progress::TerminalProgress;
 
 /// An activator whose components draw their progress on the terminal.
@@ -26,6 +26,11 @@ pub fn run(cli: Cli) -> Result<u8> {
     let mut settings = Settings::resolve(cli.config_dir.clone())?;
     settings.user_plugins = !cli.disable_user_plugins;
     settings.bundled_plugins = !cli.disable_bundled_plugins;
+    settings.isolate = match cli.isolate_plugins {
+        None => IsolateOverride::AsRegistered,
+        Some(IsolateWhich::User) => IsolateOverride::UserPlugins,
+        Some(IsolateWhich::All) => IsolateOverride::All,
+    };
     match cli.command {
         None => {
             help::run(&settings, &[])?;

@@ -37,14 +37,16 @@ fn run_options(
 
 /// Run `diffy new …`.
 pub fn run(settings: &Settings, command: NewCommand) -> Result<u8> {
-    let mut activator = super::activator(settings);
+    // An isolated component that does not answer within the component timeout is killed.
+    let activator =
+        |run: &RunOptions| super::activator(settings).with_call_timeout(run.component_timeout);
     match command {
         NewCommand::Baseline {
             target_key,
             choices,
         } => {
             let run = run_options(choices, None, None);
-            let outcome = workflow::new_baseline(&mut activator, &target_key, &run)?;
+            let outcome = workflow::new_baseline(&mut activator(&run), &target_key, &run)?;
             let failed = outcome
                 .records
                 .iter()
@@ -79,7 +81,8 @@ pub fn run(settings: &Settings, command: NewCommand) -> Result<u8> {
         } => {
             let run = run_options(choices, Some(analysis_plugin), baseline);
             let progress = TerminalProgress.indicator();
-            let outcome = workflow::new_analysis(&mut activator, &target_key, &run, &*progress)?;
+            let outcome =
+                workflow::new_analysis(&mut activator(&run), &target_key, &run, &*progress)?;
             match format {
                 Format::Json => outln!(
                     "{}",

@@ -7,21 +7,42 @@ use diffy_core::config::Settings;
 use diffy_core::error::Error;
 use diffy_core::inspect;
 use diffy_core::install::{self, InstallOptions, InstallOutcome};
+use diffy_core::isolation::Isolation;
 use diffy_core::package;
 use diffy_core::scaffold::{self, NewPlugin};
 use diffy_core::workflow;
-use diffy_plugin_api::ComponentKind;
+use diffy_plugin_api::{ComponentKind, Permission};
 use serde_json::json;
 
-use crate::cli::{Format, PluginCommand};
+use crate::cli::{Format, OnOff, PluginCommand};
 use crate::output::outln;
 
 /// Run one `diffy plugin` subcommand.
 pub fn run(settings: &Settings, command: PluginCommand) -> Result<u8> {
     match command {
-        PluginCommand::Install { path, link, force } => {
-            let outcome = install::install(settings, &path, InstallOptions { link, force })?;
+        PluginCommand::Install {
+            path,
+            link,
+            force,
+            isolate,
+        } => {
+            let options = InstallOptions {
+                link,
+                force,
+                isolate,
+            };
+            let outcome = install::install(settings, &path, options)?;
             print_outcome(&outcome)?;
+            Ok(0)
+        }
+        PluginCommand::Isolate { name, mode } => {
+            let isolation = match mode {
+                OnOff::On => Isolation::Process,
+                OnOff::Off => Isolation::InProcess,
+            };
+            let entry = install::set_isolation(settings, &name, isolation)?;
+            let now = entry.isolation.unwrap_or_default();
+            outln!("{} now runs {}.", entry.name, mode_line(now));
             Ok(0)
         }
         PluginCommand::Update { name, path } => {
@@ -141,34 +162,60 @@ fn call(
 }
 
 fn print_outcome(outcome: &InstallOutcome) -> Result<()> {
-    match outcome {
+    let granted = match outcome {
         InstallOutcome::Installed {
             name,
             version,
             library,
+            granted,
         } => {
             outln!("Installed {name} {version} into {}.", library.display());
+            granted
         }
         InstallOutcome::Linked {
             name,
             version,
             library,
+            granted,
         } => {
             outln!("Linked {name} {version} from {}.", library.display());
+            granted
         }
         InstallOutcome::Unchanged { name, version } => {
             outln!("{name} {version} is already installed; nothing to do.");
+            return Ok(());
         }
         InstallOutcome::Replaced {
             name,
             from,
             to,
             library,
+            granted,
         } => {
             outln!("Replaced {name} {from} with {to} ({}).", library.display());
+            granted
         }
-    }
+    };
+    outln!("  runs:        {}", mode_line(granted.isolation));
+    outln!("  permissions: {}", permissions_line(&granted.permissions));
     Ok(())
+}
+
+/// How a plugin runs, for people.
+fn mode_line(isolation: Isolation) -> &'static str {
+    match isolation {
+        Isolation::InProcess => "in process (trusted with everything diffy can do)",
+        Isolation::Process => "isolated, in a sandboxed child process",
+    }
+}
+
+/// A manifest's permissions, for people.
+fn permissions_line(permissions: &[Permission]) -> String {
+    if permissions.is_empty() {
+        return "none".into();
+    }
+    let names: Vec<&str> = permissions.iter().map(|p| p.as_str()).collect();
+    names.join(", ")
 }
 
 fn new_table(header: &[&str]) -> Table {
@@ -197,16 +244,17 @@ fn list(settings: &Settings, format: Format) -> Result<u8> {
             manifest.map(|m| m.api_version.clone()).unwrap_or_default(),
             manifest.map(|m| m.description.clone()).unwrap_or_default(),
             Status::of(p, &conflicts).to_string(),
+            settings.isolation_of(p),
         )
     });
     match format {
         Format::Json => {
             let items: Vec<_> = rows
-                .map(|(p, api, description, status)| {
+                .map(|(p, api, description, status, isolation)| {
                     json!({
                         "name": p.name, "version": p.version(), "via": p.source.as_str(),
                         "api_version": api, "status": status, "description": description,
-                        "library": p.library,
+                        "library": p.library, "isolation": isolation,
                     })
                 })
                 .collect();
@@ -216,13 +264,22 @@ fn list(settings: &Settings, format: Format) -> Result<u8> {
             );
         }
         Format::Table => {
-            let mut table = new_table(&["NAME", "VERSION", "VIA", "API", "STATUS", "DESCRIPTION"]);
-            for (p, api, description, status) in rows {
+            let mut table = new_table(&[
+                "NAME",
+                "VERSION",
+                "VIA",
+                "API",
+                "RUNS",
+                "STATUS",
+                "DESCRIPTION",
+            ]);
+            for (p, api, description, status, isolation) in rows {
                 table.add_row(vec![
                     p.name.clone(),
                     p.version().unwrap_or("-").to_string(),
                     p.source.as_str().to_string(),
                     api,
+                    isolation.as_str().to_string(),
                     status,
                     description,
                 ]);
@@ -239,13 +296,20 @@ fn info(settings: &Settings, name: &str, format: Format) -> Result<u8> {
         Error::Usage(format!("no plugin named {name:?}; run 'diffy plugin list'"))
     })?;
     let mut activator = super::activator(settings);
-    let (load, loaded_manifest, actual_sha256) = match activator.load(&plugin) {
-        Ok(loaded) => (
+    let isolation = settings.isolation_of(&plugin);
+    let (load, loaded_manifest, actual_sha256, sandbox) = match activator.verify(&plugin) {
+        Ok(verified) => (
             Ok(()),
-            Some(loaded.manifest.clone()),
-            loaded.sha256().map(String::from),
+            Some(verified.manifest),
+            verified.sha256,
+            verified.sandbox,
         ),
-        Err(e) => (Err(e.to_string()), None, None),
+        Err(e) => (Err(e.to_string()), None, None, None),
+    };
+    let runs = match (&sandbox, isolation) {
+        (Some(sandbox), _) => format!("isolated: {sandbox}"),
+        (None, Isolation::Process) => "isolated (its runner did not start)".to_string(),
+        (None, Isolation::InProcess) => mode_line(Isolation::InProcess).to_string(),
     };
     let status = Status::after_load(&plugin, &catalog.conflicts(), load).to_string();
     let manifest = loaded_manifest.or(plugin.manifest.clone());
@@ -256,7 +320,8 @@ fn info(settings: &Settings, name: &str, format: Format) -> Result<u8> {
             let value = json!({
                 "name": plugin.name, "via": plugin.source.as_str(), "library": plugin.library,
                 "manifest_file": manifest_file, "sha256": plugin.sha256.clone().or(actual_sha256),
-                "status": status, "manifest": manifest,
+                "status": status, "isolation": isolation, "sandbox": sandbox,
+                "manifest": manifest,
             });
             outln!(
                 "{}",
@@ -288,6 +353,12 @@ fn info(settings: &Settings, name: &str, format: Format) -> Result<u8> {
                 field(m, |m| &m.host_requirement),
             ]);
             table.add_row(vec!["via".to_string(), plugin.source.as_str().to_string()]);
+            table.add_row(vec!["runs".to_string(), runs]);
+            table.add_row(vec![
+                "permissions".to_string(),
+                m.map(|m| permissions_line(&m.permissions))
+                    .unwrap_or_else(|| "-".into()),
+            ]);
             table.add_row(vec![
                 "library".to_string(),
                 plugin.library.display().to_string(),

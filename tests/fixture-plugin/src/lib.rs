@@ -29,7 +29,8 @@ fn plugin() -> Plugin {
         OptionSpec::new(
             "mode",
             OptionType::String,
-            "ok, error, panic, activate-panic, malformed or hang",
+            "ok, error, panic, activate-panic, malformed, hang, or a fault: segfault, abort, \
+             stack-overflow, out-of-memory",
         )
         .default_value("ok")
     };
@@ -71,6 +72,8 @@ fn plugin() -> Plugin {
 
 diffy_plugin_api::export_plugin!(plugin);
 
+mod faults;
+
 struct Fixture;
 
 impl CliCommand for Fixture {
@@ -87,10 +90,16 @@ impl CliCommand for Fixture {
                 println!("0");
                 Ok(0)
             }
+            Some(fault) if faults::is_fault(fault) => {
+                faults::commit(fault, args.get(1).map(String::as_str))?;
+                println!("done");
+                Ok(0)
+            }
             _ => {
                 eprintln!(
-                    "usage: diffy {} <echo|exit N|error|panic|count>",
-                    slot(NAMESPACE_SLOT)
+                    "usage: diffy {} <echo|exit N|error|panic|count|{}>",
+                    slot(NAMESPACE_SLOT),
+                    faults::FAULTS.join("|")
                 );
                 Ok(2)
             }
@@ -123,6 +132,10 @@ impl Misbehave {
             "hang" => loop {
                 std::thread::sleep(std::time::Duration::from_secs(3600));
             },
+            fault if faults::is_fault(fault) => {
+                faults::commit(fault, None)?;
+                Ok(value)
+            }
             _ => Ok(value),
         }
     }

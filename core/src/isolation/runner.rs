@@ -1,0 +1,244 @@
+//! The runner: the child side of an isolated plugin. `diffy` starts its own executable with a
+//! hidden subcommand whose standard input is one end of a socket pair; the runner reads what to
+//! load, enters the sandbox, loads the library with the same loader and checks as the host, and
+//! serves the host's calls — each on a thread of its own, so a slow call does not hold up the
+//! others — until the host hangs up.
+
+use std::collections::HashMap;
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+
+use super::frames::{self, Header, Outcome, RunnerSpec, VERSION};
+use super::sandbox::{self, Places};
+use crate::component::{CallFailure, Transport};
+use crate::loader::{self, Expectation, LoadedLibrary};
+use crate::services::ServiceProvider;
+
+/// Serve the host on standard input until it hangs up; returns the process exit code.
+pub fn serve() -> u8 {
+    let stream = match std::io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .map(UnixStream::from)
+    {
+        Ok(stream) => stream,
+        Err(e) => {
+            eprintln!("error: the plugin runner needs its socket on standard input: {e}");
+            return 2;
+        }
+    };
+    let writer = match stream.try_clone() {
+        Ok(writer) => Arc::new(Mutex::new(writer)),
+        Err(e) => {
+            eprintln!("error: the plugin runner cannot use its socket: {e}");
+            return 2;
+        }
+    };
+    let mut reader = stream;
+    let send = |header: &Header, payload: &[u8]| {
+        let mut writer = writer.lock().unwrap_or_else(|p| p.into_inner());
+        frames::write_frame(&mut *writer, header, payload)
+    };
+    let spec = match frames::read_frame(&mut reader) {
+        Ok(Some((Header::Start { v, spec }, _))) if v == VERSION => spec,
+        Ok(Some((Header::Start { v, .. }, _))) => {
+            let _ = send(
+                &Header::Failed,
+                format!("the runner speaks protocol {VERSION}, not {v}").as_bytes(),
+            );
+            return 2;
+        }
+        _ => return 2,
+    };
+    let library = match start(&spec) {
+        Ok((library, sandbox)) => {
+            let started = Header::Started {
+                sandbox,
+                manifest: Box::new(library.manifest.clone()),
+                verified: Box::new(library.verified.clone()),
+            };
+            if send(&started, b"").is_err() {
+                return 2;
+            }
+            library
+        }
+        Err(message) => {
+            let _ = send(&Header::Failed, message.as_bytes());
+            return 2;
+        }
+    };
+    if spec.probe {
+        return 0;
+    }
+    let library = Arc::new(library);
+    Server {
+        library,
+        writer,
+        components: Mutex::new(HashMap::new()),
+        services: Arc::new(PendingServices::default()),
+    }
+    .run(reader)
+}
+
+/// Enter the sandbox, then load the library.
+fn start(spec: &RunnerSpec) -> Result<(LoadedLibrary, sandbox::SandboxReport), String> {
+    let places = Places {
+        library: &spec.library,
+        data_dir: &spec.data_dir,
+        temp_dir: &spec.temp_dir,
+    };
+    let report = sandbox::enter(&places, &spec.permissions)?;
+    let expect = Expectation {
+        name: spec.name.as_deref(),
+        sha256: spec.sha256.as_deref(),
+        previous: spec.previous.as_ref(),
+        shown_as: spec.shown_as.as_deref(),
+    };
+    let library = loader::load(&spec.library, expect)?;
+    Ok((library, report))
+}
+
+type Writer = Arc<Mutex<UnixStream>>;
+
+/// Where the host's answer to one service call goes.
+type AnswerSlot = mpsc::SyncSender<(Outcome, Vec<u8>)>;
+
+/// Service calls of this runner's components waiting for the host's answer, by id.
+#[derive(Default)]
+struct PendingServices {
+    next: AtomicU64,
+    waiting: Mutex<HashMap<u64, AnswerSlot>>,
+}
+
+/// A component's host services, forwarded to the host over the socket.
+struct ForwardedServices {
+    handle: u64,
+    writer: Writer,
+    pending: Arc<PendingServices>,
+}
+
+impl ServiceProvider for ForwardedServices {
+    fn call(&self, service: &str, input: &[u8]) -> Result<Vec<u8>, CallFailure> {
+        let id = self.pending.next.fetch_add(1, Ordering::Relaxed);
+        let (answer, wait) = mpsc::sync_channel(1);
+        self.pending
+            .waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, answer);
+        let header = Header::Service {
+            id,
+            handle: self.handle,
+            service: service.to_string(),
+        };
+        let sent = {
+            let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+            frames::write_frame(&mut *writer, &header, input)
+        };
+        if let Err(e) = sent {
+            return Err(CallFailure::Lost(format!("the host is gone: {e}")));
+        }
+        match wait.recv() {
+            Ok((outcome, payload)) => outcome.answer(payload),
+            Err(_) => Err(CallFailure::Lost("the host is gone".into())),
+        }
+    }
+}
+
+struct Server {
+    library: Arc<LoadedLibrary>,
+    writer: Writer,
+    components: Mutex<HashMap<u64, Arc<dyn Transport>>>,
+    services: Arc<PendingServices>,
+}
+
+impl Server {
+    fn run(self, mut reader: UnixStream) -> u8 {
+        let server = Arc::new(self);
+        loop {
+            let (header, payload) = match frames::read_frame(&mut reader) {
+                Ok(Some(frame)) => frame,
+                // The host hung up (or died): there is no one left to serve.
+                Ok(None) | Err(_) => return 0,
+            };
+            match header {
+                Header::Activate {
+                    id,
+                    handle,
+                    kind,
+                    name,
+                } => {
+                    let server = Arc::clone(&server);
+                    std::thread::spawn(move || {
+                        let services = Box::new(ForwardedServices {
+                            handle,
+                            writer: Arc::clone(&server.writer),
+                            pending: Arc::clone(&server.services),
+                        });
+                        let activated = server
+                            .library
+                            .activate_transport(kind, &name, services, &payload);
+                        let answer = activated.map(|transport| {
+                            server
+                                .components
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .insert(handle, Arc::from(transport));
+                            Vec::new()
+                        });
+                        server.answer(id, answer);
+                    });
+                }
+                Header::Call { id, handle, method } => {
+                    let component = server
+                        .components
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get(&handle)
+                        .cloned();
+                    let server = Arc::clone(&server);
+                    std::thread::spawn(move || {
+                        let answer = match component {
+                            Some(component) => component.call(&method, &payload),
+                            None => Err(CallFailure::Error(format!("no component {handle}"))),
+                        };
+                        server.answer(id, answer);
+                    });
+                }
+                Header::Release { handle } => {
+                    server
+                        .components
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&handle);
+                }
+                Header::ServiceAnswer { id, outcome } => {
+                    let waiting = server
+                        .services
+                        .waiting
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&id);
+                    if let Some(waiting) = waiting {
+                        let _ = waiting.send((outcome, payload));
+                    }
+                }
+                // Frames only a runner sends; a host never does.
+                Header::Start { .. }
+                | Header::Started { .. }
+                | Header::Failed
+                | Header::Answer { .. }
+                | Header::Service { .. } => return 2,
+            }
+        }
+    }
+
+    fn answer(&self, id: u64, answer: Result<Vec<u8>, CallFailure>) {
+        let (outcome, payload) = Outcome::of(answer);
+        let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        // A host that is gone cannot be told; the read loop ends when it notices.
+        let _ = frames::write_frame(&mut *writer, &Header::Answer { id, outcome }, &payload);
+    }
+}
