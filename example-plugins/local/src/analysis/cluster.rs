@@ -179,6 +179,7 @@ impl Analysis for LocalCluster {
             analysis: NAME.to_string(),
             warnings,
             hosts,
+            ..Report::default()
         })
     }
 }
@@ -216,6 +217,7 @@ impl LocalCluster {
             added: added.into_iter().map(Row::Text).collect(),
             removed: removed.into_iter().map(Row::Text).collect(),
             error: None,
+            ..CommandDiff::default()
         }
     }
 }

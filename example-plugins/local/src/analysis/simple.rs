@@ -105,6 +105,7 @@ impl Analysis for LocalSimple {
                             added: added.into_iter().map(Row::Text).collect(),
                             removed: removed.into_iter().map(Row::Text).collect(),
                             error: None,
+                            ..CommandDiff::default()
                         }
                     }
                 };
@@ -129,6 +130,7 @@ impl Analysis for LocalSimple {
             analysis: NAME.to_string(),
             warnings,
             hosts,
+            ..Report::default()
         })
     }
 }
