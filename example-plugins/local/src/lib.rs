@@ -6,11 +6,12 @@
 //! | target      | `local`         | this host                                                        |
 //! | target      | `evidence-dir`  | one host per subdirectory of a directory of saved outputs        |
 //! | payload     | `local-command` | a Linux triage set (sockets, processes, modules, accounts, cron) |
+//! | payload     | `osquery`       | osquery queries as JSON rows (ports, processes, modules, …)      |
 //! | collection  | `local-shell`   | runs the commands with `sh -c` here, with a timeout              |
 //! | collection  | `evidence-dir`  | replays saved outputs from `<dir>/<host>/<command>.txt`          |
 //! | persistence | `local-file`    | JSON documents in files under a directory                        |
-//! | analysis    | `local-simple`  | rows added and removed against a saved baseline                  |
-//! | analysis    | `local-cluster` | rows that are rare across the fleet                              |
+//! | analysis    | `local-simple`  | rows added, removed and changed against a saved baseline         |
+//! | analysis    | `local-cluster` | rows that are rare across the fleet, with their host counts      |
 //!
 //! Each component's constructor takes a typed options struct, so the components can be built and
 //! tested without a host; [`plugin`] adapts them to the host's [`Activation`].
@@ -30,7 +31,8 @@ use analysis::cluster::LocalCluster;
 use analysis::simple::LocalSimple;
 use collection::evidence::EvidenceCollection;
 use collection::shell::LocalShell;
-use payload::LocalCommands;
+use payload::local_command::LocalCommands;
+use payload::osquery::Osquery;
 use persistence::LocalFile;
 use targets::{EvidenceDirTarget, LocalTarget};
 
@@ -49,6 +51,9 @@ fn plugin() -> Plugin {
         })
         .payload(LocalCommands::component(), |activation: Activation| {
             LocalCommands::new(activation.options_as()?)
+        })
+        .payload(Osquery::component(), |activation: Activation| {
+            Osquery::new(activation.options_as()?)
         })
         .collection(LocalShell::component(), |activation: Activation| {
             LocalShell::new(activation.options_as()?)
@@ -82,7 +87,7 @@ mod tests {
         let manifest = plugin.manifest();
         manifest.validate().unwrap();
         assert_eq!(manifest.name, "diffy-local");
-        assert_eq!(manifest.components.len(), 8);
+        assert_eq!(manifest.components.len(), 9);
         for component in &manifest.components {
             assert!(!component.summary.is_empty(), "{}", component.name);
             assert!(!component.description.is_empty(), "{}", component.name);
@@ -119,6 +124,7 @@ mod tests {
             serde_json::from_value(value).unwrap()
         }
         LocalCommands::new(from(defaults(ComponentKind::Payload, "local-command"))).unwrap();
+        Osquery::new(from(defaults(ComponentKind::Payload, "osquery"))).unwrap();
         LocalShell::new(from(defaults(ComponentKind::Collection, "local-shell"))).unwrap();
         EvidenceCollection::new(from(defaults(ComponentKind::Collection, "evidence-dir"))).unwrap();
         let dir = tempfile::tempdir().unwrap();
