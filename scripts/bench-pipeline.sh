@@ -54,7 +54,7 @@ work="$(mktemp -d "$cache/pipeline-run.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 
 # The same options for baseline and analysis: one command, "packages", replayed from the fleet.
-options=(--target-plugin evidence-dir --collection-plugin evidence-dir
+options=(--target-plugin evidence-dir --collection-plugin evidence-dir --payload-plugin local-command
   --option 'local-command.commands=[{"id":"packages","run":"unused"}]')
 
 declare -A baselines=()
@@ -82,7 +82,7 @@ for n in $sizes; do
     data="$config/data/diffy-local"
     prepare+=" $data/records $data/report"
     hyperfine_args+=(--command-name "$analysis $n hosts"
-      "'$diffy' --config-dir '$config' new analysis '$fleet' --target-plugin evidence-dir --collection-plugin evidence-dir --option 'local-command.commands=[{\"id\":\"packages\",\"run\":\"unused\"}]' --analysis-plugin $analysis --format json")
+      "'$diffy' --config-dir '$config' new analysis '$fleet' --target-plugin evidence-dir --collection-plugin evidence-dir --payload-plugin local-command --option 'local-command.commands=[{\"id\":\"packages\",\"run\":\"unused\"}]' --analysis-plugin $analysis --format json")
   done
 
   echo "== hyperfine: new analysis over $n hosts ($analyses)" >&2

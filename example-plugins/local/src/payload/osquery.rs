@@ -74,6 +74,12 @@ const QUERIES: [Query; 7] = [
     },
 ];
 
+/// The query whose id is `id`: evidence saved under that name gets its key and volatile
+/// columns.
+pub(crate) fn query(id: &str) -> Option<&'static Query> {
+    QUERIES.iter().find(|query| query.id == id)
+}
+
 /// The options of `osquery`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -190,6 +196,7 @@ mod tests {
         }
         assert_eq!(commands[1].ignore_columns, ["pid", "parent", "start_time"]);
         assert_eq!(commands[0].key_columns, ["protocol", "address", "port"]);
+        assert!(query("processes").is_some() && query("nope").is_none());
     }
 
     #[test]
