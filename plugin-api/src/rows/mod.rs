@@ -266,6 +266,30 @@ mod tests {
         assert_eq!(table.rows().next().unwrap().get("c"), None);
     }
 
+    /// A small, deterministic stand-in for `fuzz/fuzz_targets/rows.rs`: text made of the
+    /// characters that matter to the parsers never makes them panic.
+    #[test]
+    fn arbitrary_text_is_an_error_or_rows_never_a_panic() {
+        const ALPHABET: &[u8] = b"[]{}\":,\"\\\n\t |ab1.-eEu0";
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        for _ in 0..1_000 {
+            let len = (state % 24) as usize;
+            let text: String = (0..len)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    ALPHABET[(state % ALPHABET.len() as u64) as usize] as char
+                })
+                .collect();
+            for parser in [Parser::Json, Parser::Csv { delimiter: None }, Parser::Tsv] {
+                if let Ok(Parsed::Named(table)) = parser.read(&text) {
+                    table.rows().for_each(|row| drop(row.to_row()));
+                }
+            }
+        }
+    }
+
     #[test]
     fn a_column_twice_in_one_row_is_refused() {
         let mut builder = TableBuilder::default();
