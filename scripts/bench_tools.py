@@ -2,7 +2,8 @@
 """Helpers for diffy's whole-process and pipeline benchmarks (see docs/benchmarks.md).
 
   patch FIXTURE OUTDIR COUNT      distinct plugins patched from the fixture library
-  fleet DIR --hosts N --rows R    a fleet of saved evidence for the evidence-dir plugins
+  fleet DIR --hosts N --rows R [--format text|json]
+                                  a fleet of saved evidence for the evidence-dir plugins
   count-registry CONFIG_DIR       how many entries plugins.json holds
   stash TRASH DIR...              move DIRs (if present) into TRASH, to be deleted later
   process-report OUTDIR           summarise scripts/bench-process.sh's measurements
@@ -125,8 +126,21 @@ def package_rows(count, rng):
     return rows
 
 
+def package_object(row):
+    """A `dpkg -l`-like row as osquery's deb_packages table gives it: an object of strings."""
+    _, name_arch, version, arch, description = row.split("  ", 4)
+    return {"name": name_arch.split(":")[0], "version": version, "arch": arch, "description": description}
+
+
+def osquery_json(rows):
+    """Rows as `osqueryi --json` writes them: an array with one object per line."""
+    objects = ",\n".join("  " + json.dumps(package_object(row), separators=(",", ":")) for row in rows)
+    return f"[\n{objects}\n]\n"
+
+
 def fleet(args):
-    """DIR/<host>/packages.txt for N hosts of R rows.
+    """DIR/<host>/packages.txt (or, with --format json, packages.json as osqueryi --json writes
+    it) for N hosts of R rows.
 
     Every host has the same R packages, except that one host in ten runs newer versions of 20 of
     them (a minority cluster) and one host in 97 has 3 packages no other host has.
@@ -136,20 +150,23 @@ def fleet(args):
     newer = list(base)
     for index in rng.sample(range(len(base)), min(20, len(base))):
         newer[index] = re.sub(r"  (\d+)\.", lambda m: f"  {int(m.group(1)) + 1}.", newer[index], count=1)
-    base_text = "\n".join(base) + "\n"
-    newer_text = "\n".join(newer) + "\n"
+    render = osquery_json if args.format == "json" else lambda rows: "\n".join(rows) + "\n"
+    file_name = "packages.json" if args.format == "json" else "packages.txt"
+    base_text = render(base)
+    newer_text = render(newer)
     os.makedirs(args.dir, exist_ok=True)
     for host in range(args.hosts):
         name = f"host-{host:05d}"
         text = newer_text if host % 10 == 3 else base_text
         if host % 97 == 50:
-            text += "".join(
-                f"ii  implant{host}-{k}:amd64  0.0.{k}-1  amd64  dropped by the intruder\n"
+            implants = [
+                f"ii  implant{host}-{k}:amd64  0.0.{k}-1  amd64  dropped by the intruder"
                 for k in range(3)
-            )
+            ]
+            text = render((newer if host % 10 == 3 else base) + implants)
         directory = os.path.join(args.dir, name)
         os.makedirs(directory, exist_ok=True)
-        with open(os.path.join(directory, "packages.txt"), "w") as f:
+        with open(os.path.join(directory, file_name), "w") as f:
             f.write(text)
 
 
@@ -157,7 +174,7 @@ def evidence_bytes(directory):
     total = 0
     for root, _, files in os.walk(directory):
         for name in files:
-            if name.endswith(".txt"):
+            if name.endswith((".txt", ".json")):
                 total += os.path.getsize(os.path.join(root, name))
     return total
 
@@ -328,18 +345,21 @@ def pipeline_report(args):
     entries = []
     for size in meta["sizes"]:
         medians, raw = hyperfine_medians(os.path.join(out, f"pipeline-{size}.json"))
-        with open(os.path.join(out, f"fleet-{size}.json")) as f:
-            fleet_info = json.load(f)
-        for analysis in meta["analyses"]:
-            name = f"{analysis} {size} hosts"
+        for kind, analysis in ((k, a) for k in meta.get("fleets", ["text"]) for a in meta["analyses"]):
+            # The text fleet keeps the names it had before there were other fleets.
+            tag = "" if kind == "text" else f"-{kind}"
+            with open(os.path.join(out, f"fleet-{size}{tag}.json")) as f:
+                fleet_info = json.load(f)
+            label = analysis if kind == "text" else f"{analysis} ({kind})"
+            name = f"{analysis}{tag.replace('-', ' ')} {size} hosts"
             times = raw[name]["times"]
-            with open(os.path.join(out, f"rss-{size}-{analysis}.txt")) as f:
+            with open(os.path.join(out, f"rss-{size}{tag}-{analysis}.txt")) as f:
                 rss_text = f.read()
             rss_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", rss_text).group(1))
             entries.append(
                 {
                     "hosts": size,
-                    "analysis": analysis,
+                    "analysis": label,
                     "rows": fleet_info["rows"],
                     "input_bytes": fleet_info["bytes"],
                     "median_s": medians[name],
@@ -377,7 +397,10 @@ def pipeline_report(args):
         lines.append("")
         lines.append(
             "Baselines (`new baseline`, one host, once): "
-            + ", ".join(f"{k} hosts {v:.3f} s" for k, v in sorted(baselines.items(), key=lambda kv: int(kv[0])))
+            + ", ".join(
+                f"{k.split('-')[0]} hosts{'' if '-' not in k else ' (' + k.split('-', 1)[1] + ')'} {v:.3f} s"
+                for k, v in sorted(baselines.items(), key=lambda kv: (int(kv[0].split("-")[0]), kv[0]))
+            )
         )
     budget_rows = [e for e in entries if e["hosts"] == 1000 and rows_per_host == 1000]
     if budget_rows:
@@ -451,6 +474,9 @@ def fleet_info(args):
             if name.endswith(".txt"):
                 with open(os.path.join(root, name), "rb") as f:
                     rows += sum(1 for line in f if line.strip())
+            elif name.endswith(".json"):
+                with open(os.path.join(root, name)) as f:
+                    rows += len(json.load(f))
     json.dump({"bytes": evidence_bytes(args.dir), "rows": rows}, sys.stdout)
 
 
@@ -468,6 +494,7 @@ def main():
     p.add_argument("--hosts", type=int, required=True)
     p.add_argument("--rows", type=int, default=1000)
     p.add_argument("--seed", type=int, default=5)
+    p.add_argument("--format", choices=("text", "json"), default="text")
     p.set_defaults(run=fleet)
     p = sub.add_parser("fleet-info")
     p.add_argument("dir")

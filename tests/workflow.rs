@@ -169,9 +169,18 @@ fn cluster_ranks_the_odd_hosts_first_and_names_their_rows() {
     assert_eq!(hosts[0]["target"], "host-033");
     assert_eq!(hosts[1]["target"], "host-017");
     assert_eq!(hosts[2]["score"], 0.0);
-    let added = |i: usize| hosts[i]["commands"][0]["added"].clone();
-    assert_eq!(added(0), serde_json::json!(["backdoor 6.6.6", "miner 0.1"]));
-    assert_eq!(added(1), serde_json::json!(["backdoor 6.6.6"]));
+    // Stacking: each host's rare rows, rarest first, with how many of the fleet share each.
+    let rare = |i: usize| hosts[i]["commands"][0]["rare"].clone();
+    assert_eq!(
+        rare(0),
+        serde_json::json!([{"row": "miner 0.1", "hosts": 1}, {"row": "backdoor 6.6.6", "hosts": 2}])
+    );
+    assert_eq!(
+        rare(1),
+        serde_json::json!([{"row": "backdoor 6.6.6", "hosts": 2}])
+    );
+    assert_eq!(report["fleet_size"], 50);
+    assert_eq!(hosts[0]["commands"][0]["removed"], serde_json::json!([]));
     assert!(
         report["warnings"].as_array().unwrap().is_empty(),
         "{report}"
@@ -401,6 +410,10 @@ fn show_lists_and_renders_saved_reports() {
         .assert()
         .success()
         .stdout(
-            predicate::str::contains("host-004").and(predicate::str::contains("+ strange row")),
+            predicate::str::contains("host-004")
+                .and(predicate::str::contains(
+                    "strange row  (seen on 1 of 12 hosts)",
+                ))
+                .and(predicate::str::contains("REMOVED").not()),
         );
 }

@@ -68,7 +68,7 @@ impl Analysis for Misbehave {
                 .trim_end_matches('_')
                 .to_string(),
             warnings: vec![format!("{} records seen", input.records.len())],
-            hosts: Vec::new(),
+            ..Report::default()
         };
         if self.mode == "malformed" {
             report.hosts.push(diffy_plugin_api::HostReport {

@@ -263,10 +263,15 @@ impl TargetHandle {
 }
 
 impl PayloadHandle {
-    /// The commands to collect.
-    pub fn generate(&self, incident_id: Option<&str>) -> Result<Vec<Command>> {
+    /// The commands to collect from `targets`.
+    pub fn generate(
+        &self,
+        targets: &[TargetInfo],
+        incident_id: Option<&str>,
+    ) -> Result<Vec<Command>> {
         let request = protocol::PayloadGenerate {
             incident: incident(incident_id),
+            targets: Cow::Borrowed(targets),
         };
         self.handle.call("generate", &request)
     }

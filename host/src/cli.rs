@@ -212,9 +212,10 @@ pub struct PluginChoices {
     /// Target component (which hosts)
     #[arg(long, value_name = "SLUG", default_value = defaults::TARGET)]
     pub target_plugin: String,
-    /// Payload component (which commands)
-    #[arg(long, value_name = "SLUG", default_value = defaults::PAYLOAD)]
-    pub payload_plugin: String,
+    /// Payload component (which commands) [default: local-command; evidence with the
+    /// evidence-dir collection, unless an --option configures local-command]
+    #[arg(long, value_name = "SLUG")]
+    pub payload_plugin: Option<String>,
     /// Collection component (how to run them)
     #[arg(long, value_name = "SLUG", default_value = defaults::COLLECTION)]
     pub collection_plugin: String,

@@ -347,7 +347,10 @@ impl Dispatch for Adapter<dyn Payload> {
         match method {
             "generate" => {
                 let request: protocol::PayloadGenerate<'_> = decode(method, input)?;
-                encode(output, &self.0.generate(request.incident.as_deref())?)
+                let commands = self
+                    .0
+                    .generate_for(&request.targets, request.incident.as_deref())?;
+                encode(output, &commands)
             }
             _ => Err(no_such_method(ComponentKind::Payload, method)),
         }

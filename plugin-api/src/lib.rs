@@ -134,6 +134,7 @@ pub mod ffi;
 pub mod manifest;
 pub mod options;
 pub mod protocol;
+pub mod rows;
 
 pub use anyhow;
 pub use author::{
@@ -141,8 +142,8 @@ pub use author::{
     Result, Target,
 };
 pub use documents::{
-    AnalysisInput, Command, CommandDiff, HostReport, Parser, Record, RecordStatus, Report, Row,
-    Table, TargetInfo,
+    AnalysisInput, ChangedRow, Command, CommandDiff, HostReport, Parser, RareRow, Record,
+    RecordStatus, Report, Row, Table, TargetInfo,
 };
 pub use manifest::{
     Component, ComponentKind, Manifest, OptionSpec, OptionType, Permission, Subcommand,

@@ -199,9 +199,13 @@ pub fn open_component(
 
 fn generate_commands(
     payload: &Guarded<PayloadHandle>,
+    targets: &[TargetInfo],
     incident: Option<String>,
 ) -> Result<Vec<Command>> {
-    let commands = payload.call("generate", move |p| p.generate(incident.as_deref()))?;
+    let targets = targets.to_vec();
+    let commands = payload.call("generate", move |p| {
+        p.generate(&targets, incident.as_deref())
+    })?;
     let mut seen = HashSet::new();
     for command in &commands {
         if command.id.is_empty() || !seen.insert(command.id.as_str()) {
@@ -289,7 +293,11 @@ pub fn new_baseline(
             first.id
         );
     }
-    let commands = generate_commands(&components.payload, run.incident.clone())?;
+    let commands = generate_commands(
+        &components.payload,
+        std::slice::from_ref(&first),
+        run.incident.clone(),
+    )?;
     let records = collect(
         &components.collection,
         std::slice::from_ref(&first),
@@ -338,7 +346,7 @@ pub fn new_analysis(
     let analysis = Guarded::new(analysis, run.component_timeout)?;
 
     let targets = resolve_targets(&components.target, key, run.incident.clone())?;
-    let commands = generate_commands(&components.payload, run.incident.clone())?;
+    let commands = generate_commands(&components.payload, &targets, run.incident.clone())?;
     let records = collect(&components.collection, &targets, &commands, run, progress);
     let failed_records = records
         .iter()

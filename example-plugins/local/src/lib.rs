@@ -6,11 +6,13 @@
 //! | target      | `local`         | this host                                                        |
 //! | target      | `evidence-dir`  | one host per subdirectory of a directory of saved outputs        |
 //! | payload     | `local-command` | a Linux triage set (sockets, processes, modules, accounts, cron) |
+//! | payload     | `osquery`       | osquery queries as JSON rows (ports, processes, modules, …)      |
+//! | payload     | `evidence`      | one command per evidence file an evidence directory holds        |
 //! | collection  | `local-shell`   | runs the commands with `sh -c` here, with a timeout              |
-//! | collection  | `evidence-dir`  | replays saved outputs from `<dir>/<host>/<command>.txt`          |
+//! | collection  | `evidence-dir`  | replays saved outputs from `<dir>/<host>/<file>`                 |
 //! | persistence | `local-file`    | JSON documents in files under a directory                        |
-//! | analysis    | `local-simple`  | rows added and removed against a saved baseline                  |
-//! | analysis    | `local-cluster` | rows that are rare across the fleet                              |
+//! | analysis    | `local-simple`  | rows added, removed and changed against a saved baseline         |
+//! | analysis    | `local-cluster` | rows that are rare across the fleet, with their host counts      |
 //!
 //! Each component's constructor takes a typed options struct, so the components can be built and
 //! tested without a host; [`plugin`] adapts them to the host's [`Activation`].
@@ -19,6 +21,7 @@
 
 mod analysis;
 mod collection;
+mod evidence;
 mod payload;
 mod persistence;
 mod targets;
@@ -30,7 +33,9 @@ use analysis::cluster::LocalCluster;
 use analysis::simple::LocalSimple;
 use collection::evidence::EvidenceCollection;
 use collection::shell::LocalShell;
-use payload::LocalCommands;
+use payload::evidence::EvidencePayload;
+use payload::local_command::LocalCommands;
+use payload::osquery::Osquery;
 use persistence::LocalFile;
 use targets::{EvidenceDirTarget, LocalTarget};
 
@@ -53,6 +58,12 @@ fn plugin() -> Plugin {
         })
         .payload(LocalCommands::component(), |activation: Activation| {
             LocalCommands::new(activation.options_as()?)
+        })
+        .payload(Osquery::component(), |activation: Activation| {
+            Osquery::new(activation.options_as()?)
+        })
+        .payload(EvidencePayload::component(), |activation: Activation| {
+            EvidencePayload::new(activation.options_as()?)
         })
         .collection(LocalShell::component(), |activation: Activation| {
             LocalShell::new(activation.options_as()?)
@@ -86,7 +97,7 @@ mod tests {
         let manifest = plugin.manifest();
         manifest.validate().unwrap();
         assert_eq!(manifest.name, "diffy-local");
-        assert_eq!(manifest.components.len(), 8);
+        assert_eq!(manifest.components.len(), 10);
         for component in &manifest.components {
             assert!(!component.summary.is_empty(), "{}", component.name);
             assert!(!component.description.is_empty(), "{}", component.name);
@@ -123,6 +134,8 @@ mod tests {
             serde_json::from_value(value).unwrap()
         }
         LocalCommands::new(from(defaults(ComponentKind::Payload, "local-command"))).unwrap();
+        Osquery::new(from(defaults(ComponentKind::Payload, "osquery"))).unwrap();
+        EvidencePayload::new(from(defaults(ComponentKind::Payload, "evidence"))).unwrap();
         LocalShell::new(from(defaults(ComponentKind::Collection, "local-shell"))).unwrap();
         EvidenceCollection::new(from(defaults(ComponentKind::Collection, "evidence-dir"))).unwrap();
         let dir = tempfile::tempdir().unwrap();

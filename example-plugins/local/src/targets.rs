@@ -51,13 +51,17 @@ pub(crate) struct EvidenceDirTarget;
 
 impl EvidenceDirTarget {
     pub(crate) fn component() -> Component {
-        Component::named("evidence-dir", "One host per subdirectory of an evidence directory")
-            .description(
-                "The key is a directory holding one subdirectory per host, named by the host's id, \
-                 with that host's saved outputs (`<dir>/<host>/<command>.txt`, see the \
-                 `evidence-dir` collection). Hidden subdirectories are skipped; hosts come sorted by \
-                 name, and each target's address is the absolute path of its subdirectory.",
-            )
+        Component::named(
+            "evidence-dir",
+            "One host per subdirectory of an evidence directory",
+        )
+        .description(
+            "The key is a directory holding one subdirectory per host, named by the host's id, \
+                 with that host's evidence files (`<dir>/<host>/<file>`, see the `evidence` \
+                 payload and the `evidence-dir` collection). Hidden subdirectories are skipped; \
+                 hosts come sorted by name, and each target's address is the absolute path of its \
+                 subdirectory.",
+        )
     }
 }
 
@@ -106,7 +110,7 @@ fn evidence_targets(dir: &Path) -> Result<Vec<TargetInfo>> {
     }
     if targets.is_empty() {
         bail!(
-            "evidence directory {} has no host subdirectories (expected <dir>/<host>/<command>.txt)",
+            "evidence directory {} has no host subdirectories (expected <dir>/<host>/<file>)",
             dir.display()
         );
     }

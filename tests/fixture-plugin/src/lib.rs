@@ -215,7 +215,7 @@ impl Analysis for Misbehave {
         let mut report = Report {
             analysis: slot(SLUG_SLOT).to_string(),
             warnings: vec![format!("{} records seen", input.records.len())],
-            hosts: Vec::new(),
+            ..Report::default()
         };
         if self.mode == "malformed" {
             // NaN cannot be represented in JSON: it crosses as null, which is not a score.

@@ -1,32 +1,32 @@
-//! The Analysis component `local-cluster`: rows scored by how rare they are across the fleet.
+//! The Analysis component `local-cluster`: stacking. Rows are scored by how rare they are across
+//! the fleet, and each host lists its rare rows with how many hosts share each.
 //!
 //! For each command, every distinct normalised row is counted once per host whose collection of
-//! that command succeeded; its *share* is that count over the number of such hosts. On a host:
+//! that command succeeded and whose output could be read; its *share* is that count over the
+//! number of such hosts. On a host:
 //!
-//! - a row whose share is at most `max_share` is an outlier, listed in `added` with weight
-//!   `1 - share`;
-//! - a row that at least `1 - max_share` of the hosts have, but this one lacks, is listed in
-//!   `removed` with weight `share`;
-//! - a failed (or missing) collection is listed as an `error`, weighted like a row: `1 - share`
-//!   when at most `max_share` of all hosts failed it, else 0 (a command that fails everywhere
-//!   says nothing about one host).
+//! - a row whose share is at most `max_share` is rare: listed in `rare` with its count, rarest
+//!   first, with weight `1 - share`;
+//! - a failed (or missing, or unreadable) record is listed as an `error`, weighted like a row:
+//!   `1 - share` when at most `max_share` of all hosts failed it, else 0 (a command that fails
+//!   everywhere says nothing about one host).
 //!
-//! A command's score is the sum of its weights, a host's the sum of its commands', both rounded to
-//! 4 decimals. Each distinct row is kept once, borrowed from the records where normalisation
-//! did not have to build it, and hosts hold row numbers; only the rows that reach the report are
+//! A row the fleet has and this host lacks is not listed: in a fleet, what a host lacks is what
+//! most hosts share, and says little on its own. A command's score is the sum of its weights, a
+//! host's the sum of its commands', both rounded to 4 decimals. Each distinct row is kept once in
+//! the command's row book; hosts hold row numbers, and only the rows that reach the report are
 //! copied.
-
-use std::borrow::Cow;
-use std::collections::HashMap;
 
 use diffy_plugin_api::anyhow::bail;
 use diffy_plugin_api::{
-    Analysis, AnalysisInput, CommandDiff, Component, OptionSpec, OptionType, Report, Result, Row,
+    Analysis, AnalysisInput, CommandDiff, Component, OptionSpec, OptionType, RareRow, Report,
+    Result,
 };
 use serde::Deserialize;
 
-use super::rows::{RowNormaliser, default_ignored_columns, ignore_columns_option};
-use super::{Fleet, error_diff, finish, round4, some_of, usable};
+use super::book::{RowBook, RowId};
+use super::rows::{default_ignored_columns, ignore_columns_option};
+use super::{Fleet, error_diff, finish, round4, some_of, unreadable, usable};
 
 /// The slug, also the report's `analysis`.
 const NAME: &str = "local-cluster";
@@ -59,39 +59,43 @@ fn default_min_fleet() -> i64 {
 
 /// `local-cluster`: rarity across the fleet.
 pub(crate) struct LocalCluster {
-    rows: RowNormaliser,
+    ignore_columns: Vec<String>,
     max_share: f64,
     min_fleet: usize,
 }
 
 impl LocalCluster {
     pub(crate) fn component() -> Component {
-        Component::named(NAME, "Rows that are rare across the fleet, host by host")
-            .description(
-                "Needs no baseline: for each command, counts on how many hosts each distinct row \
-                 (its columns, less ignore_columns, joined by single spaces) appears. A row found \
-                 on at most max_share of the hosts is an outlier (added, weight 1 - share); a row \
-                 found on at least 1 - max_share of them but missing here is removed (weight \
-                 share); a failed collection weighs like a row. Hosts are ranked by the sum of \
-                 weights; every host is listed.",
+        Component::named(
+            NAME,
+            "Rows that are rare across the fleet, host by host (stacking)",
+        )
+        .description(
+            "Needs no baseline: for each command, counts on how many hosts each distinct row \
+                 appears (a text row is its columns, less ignore_columns and the command's own, \
+                 joined by single spaces; a row of named columns is its values by column name, \
+                 less those columns). A row found on at most max_share of the hosts is rare: each \
+                 host lists its rare rows, rarest first, with how many hosts share each, and \
+                 scores 1 - share for each; a failed or malformed record weighs like a row. \
+                 Hosts are ranked by the sum; every host is listed.",
+        )
+        .option(ignore_columns_option())
+        .option(
+            OptionSpec::new(
+                "max_share",
+                OptionType::Number,
+                "The largest share of hosts (0 to 0.5) on which a row still counts as rare",
             )
-            .option(ignore_columns_option())
-            .option(
-                OptionSpec::new(
-                    "max_share",
-                    OptionType::Number,
-                    "The largest share of hosts (0 to 0.5) on which a row still counts as rare",
-                )
-                .default_value(DEFAULT_MAX_SHARE),
+            .default_value(DEFAULT_MAX_SHARE),
+        )
+        .option(
+            OptionSpec::new(
+                "min_fleet",
+                OptionType::Integer,
+                "Below this many hosts, the report warns that rarity means little",
             )
-            .option(
-                OptionSpec::new(
-                    "min_fleet",
-                    OptionType::Integer,
-                    "Below this many hosts, the report warns that rarity means little",
-                )
-                .default_value(DEFAULT_MIN_FLEET),
-            )
+            .default_value(DEFAULT_MIN_FLEET),
+        )
     }
 
     pub(crate) fn new(options: Options) -> Result<Self> {
@@ -108,7 +112,7 @@ impl LocalCluster {
             );
         };
         Ok(LocalCluster {
-            rows: RowNormaliser::new(&options.ignore_columns),
+            ignore_columns: options.ignore_columns,
             max_share: options.max_share,
             min_fleet,
         })
@@ -116,10 +120,6 @@ impl LocalCluster {
 
     fn is_rare(&self, share: f64) -> bool {
         share <= self.max_share + EPSILON
-    }
-
-    fn is_common(&self, share: f64) -> bool {
-        share + EPSILON >= 1.0 - self.max_share
     }
 }
 
@@ -129,16 +129,7 @@ impl Analysis for LocalCluster {
         let mut hosts = fleet.empty_reports();
         let mut failed = Vec::new();
         for (command, &id) in fleet.commands.iter().enumerate() {
-            let census = Census::take(&fleet, command, &self.rows);
-            let share = |count: usize| count as f64 / census.compared as f64;
-            // Common rows that some host lacks, sorted by text.
-            let mut common: Vec<(usize, f64)> = (0..census.rows.len())
-                .map(|row| (row, census.counts[row]))
-                .filter(|&(_, count)| count < census.compared && self.is_common(share(count)))
-                .map(|(row, count)| (row, share(count)))
-                .collect();
-            common.sort_unstable_by(|a, b| census.rows[a.0].cmp(&census.rows[b.0]));
-
+            let census = Census::take(&fleet, command, &self.ignore_columns);
             let failures = fleet.hosts.len() - census.compared;
             let failure_share = failures as f64 / fleet.hosts.len() as f64;
             let failure_weight = if self.is_rare(failure_share) {
@@ -152,7 +143,7 @@ impl Analysis for LocalCluster {
                         failed.push(format!("{}/{id}", fleet.hosts[host]));
                         error_diff(id, error.clone(), round4(failure_weight))
                     }
-                    Ok(mine) => self.compare(id, mine, &census, &common),
+                    Ok(mine) => self.compare(id, mine, &census),
                 };
                 hosts[host].commands.push(diff);
             }
@@ -170,7 +161,8 @@ impl Analysis for LocalCluster {
         }
         if !failed.is_empty() {
             warnings.push(format!(
-                "{} record(s) failed collection and were left out of the counts: {}",
+                "{} record(s) failed collection or could not be read, and were left out of the \
+                 counts: {}",
                 failed.len(),
                 some_of(failed)
             ));
@@ -178,95 +170,76 @@ impl Analysis for LocalCluster {
         Ok(Report {
             analysis: NAME.to_string(),
             warnings,
+            fleet_size: Some(size as u64),
             hosts,
         })
     }
 }
 
 impl LocalCluster {
-    /// One host's diff: its distinct row numbers `mine` against the `census`, and the `common`
-    /// rows (number and share) that some host lacks.
-    fn compare(
-        &self,
-        command: &str,
-        mine: &[usize],
-        census: &Census<'_>,
-        common: &[(usize, f64)],
-    ) -> CommandDiff {
+    /// One host's diff: its rare rows among its distinct row numbers `mine`, rarest first.
+    fn compare(&self, command: &str, mine: &[RowId], census: &Census<'_>) -> CommandDiff {
         let mut score = 0.0;
-        let mut added = Vec::new();
+        let mut rare = Vec::new();
         for &row in mine {
-            let share = census.counts[row] as f64 / census.compared as f64;
+            let count = census.counts[row];
+            let share = count as f64 / census.compared as f64;
             if self.is_rare(share) {
                 score += 1.0 - share;
-                added.push(census.rows[row].to_string());
+                let row = census.book.row(row);
+                rare.push((count, row.to_line(), row));
             }
         }
-        added.sort_unstable();
-        let mut removed = Vec::new();
-        for &(row, share) in common {
-            if mine.binary_search(&row).is_err() {
-                score += share;
-                removed.push(census.rows[row].to_string());
-            }
-        }
+        rare.sort_unstable_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
         CommandDiff {
             command: command.to_string(),
             score: round4(score),
-            added: added.into_iter().map(Row::Text).collect(),
-            removed: removed.into_iter().map(Row::Text).collect(),
-            error: None,
+            rare: rare
+                .into_iter()
+                .map(|(count, _, row)| RareRow {
+                    row,
+                    hosts: count as u64,
+                })
+                .collect(),
+            ..CommandDiff::default()
         }
     }
 }
 
-/// One command's rows across the fleet. Each distinct row is stored once and known by its number;
-/// rows are borrowed from the records unless normalisation had to build them.
+/// One command's rows across the fleet: each distinct row entered once in the book, and counted.
 struct Census<'a> {
-    /// Each distinct row, by number.
-    rows: Vec<Cow<'a, str>>,
-    /// On how many compared hosts each row appears, by number.
+    book: RowBook<'a>,
+    /// On how many compared hosts each row appears, by row number.
     counts: Vec<usize>,
     /// Each host's distinct row numbers, sorted, or why the host could not be compared.
-    hosts: Vec<Result<Vec<usize>, String>>,
-    /// How many hosts could be compared (their collection succeeded).
+    hosts: Vec<Result<Vec<RowId>, String>>,
+    /// How many hosts could be compared (their collection succeeded and their output was read).
     compared: usize,
 }
 
 impl<'a> Census<'a> {
     /// Count the rows of command `command` (a position in `fleet.commands`) on every host.
-    fn take(fleet: &Fleet<'a>, command: usize, normaliser: &RowNormaliser) -> Self {
+    fn take(fleet: &Fleet<'a>, command: usize, ignore_columns: &[String]) -> Self {
         let id = fleet.commands[command];
-        let parser = fleet.parser(command);
-        let mut numbers: HashMap<Cow<'a, str>, usize> = HashMap::new();
+        let spec = fleet.spec(command);
+        let mut book = RowBook::new(spec, ignore_columns);
         let mut counts: Vec<usize> = Vec::new();
-        let hosts: Vec<Result<Vec<usize>, String>> = (0..fleet.hosts.len())
+        let hosts: Vec<Result<Vec<RowId>, String>> = (0..fleet.hosts.len())
             .map(|host| {
                 let record = usable(fleet.record(host, command), id)?;
-                let mut mine: Vec<usize> = normaliser
-                    .rows(parser, &record.stdout)
-                    .into_iter()
-                    .map(|row| {
-                        let next = numbers.len();
-                        *numbers.entry(row).or_insert(next)
-                    })
-                    .collect();
-                mine.sort_unstable();
-                mine.dedup();
-                counts.resize(numbers.len(), 0);
+                let mine = book
+                    .enter(&record.stdout)
+                    .map_err(|error| unreadable(id, spec, &error))?;
+                counts.resize(book.len(), 0);
                 for &row in &mine {
                     counts[row] += 1;
                 }
                 Ok(mine)
             })
             .collect();
-        let mut rows = vec![Cow::Borrowed(""); numbers.len()];
-        for (row, number) in numbers {
-            rows[number] = row;
-        }
         Census {
             compared: hosts.iter().filter(|mine| mine.is_ok()).count(),
-            rows,
+            book,
             counts,
             hosts,
         }
@@ -325,6 +298,14 @@ mod tests {
         ]
     }
 
+    /// A diff's rare rows as `(line, hosts)`.
+    fn rare(diff: &CommandDiff) -> Vec<(String, u64)> {
+        diff.rare
+            .iter()
+            .map(|rare| (rare.row.to_line(), rare.hosts))
+            .collect()
+    }
+
     fn input(records: Vec<Record>) -> AnalysisInput {
         AnalysisInput {
             commands: commands(),
@@ -347,27 +328,32 @@ mod tests {
 
         let first = &report.hosts[0];
         assert_eq!(first.target, "web-31");
-        assert_eq!(first.commands[0].added, ["www nc nc -l -p 4444"]);
-        assert_eq!(first.commands[1].added, ["rootkit"]);
+        assert_eq!(
+            rare(&first.commands[0]),
+            [("www nc nc -l -p 4444".to_string(), 2)]
+        );
+        assert_eq!(rare(&first.commands[1]), [("rootkit".to_string(), 1)]);
         assert_eq!(first.score, 1.94);
         let second = &report.hosts[1];
         assert_eq!(second.target, "web-07");
-        assert_eq!(second.commands[0].added, ["www nc nc -l -p 4444"]);
+        assert_eq!(
+            rare(&second.commands[0]),
+            [("www nc nc -l -p 4444".to_string(), 2)]
+        );
         assert_eq!(second.score, 0.96);
         for host in &report.hosts[2..] {
             assert_eq!(host.score, 0.0, "{}", host.target);
-            assert!(
-                host.commands
-                    .iter()
-                    .all(|c| c.added.is_empty() && c.removed.is_empty())
-            );
+            assert!(host.commands.iter().all(|c| !c.differs()));
         }
         assert!(report.has_differences());
-        serde_json::to_string(&report).unwrap();
+        assert_eq!(report.fleet_size, Some(50));
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["hosts"][0]["commands"][1]["rare"][0]["hosts"], 1);
+        assert!(json["hosts"][0]["commands"][0].get("removed").unwrap() == &serde_json::json!([]));
     }
 
     #[test]
-    fn a_common_row_missing_is_removed_and_failures_are_rare_rows() {
+    fn a_missing_common_row_is_not_listed_and_failures_are_rare_rows() {
         let mut records: Vec<Record> = (0..20).flat_map(host_records).collect();
         records[1].stdout = "ext4\n".into(); // web-00 lacks xfs
         records[5].status = RecordStatus::Failed; // web-02's modules failed
@@ -375,8 +361,8 @@ mod tests {
         records[5].stderr = "cannot open /proc/modules".into();
         let report = cluster().run(input(records), None).unwrap();
         let web00 = report.hosts.iter().find(|h| h.target == "web-00").unwrap();
-        assert_eq!(web00.commands[1].removed, ["xfs"]);
-        assert_eq!(web00.score, round4(18.0 / 19.0));
+        assert!(!web00.commands[1].differs());
+        assert_eq!(web00.score, 0.0);
         let web02 = report.hosts.iter().find(|h| h.target == "web-02").unwrap();
         assert_eq!(
             web02.commands[1].error.as_deref(),
@@ -391,6 +377,49 @@ mod tests {
         assert_eq!(report.warnings.len(), 1);
         assert!(report.warnings[0].starts_with("1 record(s) failed collection"));
         assert!(report.warnings[0].contains("web-02/modules"));
+    }
+
+    /// osquery writes every value as a string, and a pid differs on every host: ignored by
+    /// default, it makes no host odd; a malformed output is one failed record.
+    #[test]
+    fn osquery_shaped_rows_with_volatile_pids_give_no_false_positives() {
+        let command = Command::new("listening", "osqueryi --json …").parse(Parser::Json);
+        let mut records: Vec<Record> = (0..20)
+            .map(|host| {
+                let stdout = format!(
+                    "[\n  {{\"name\":\"sshd\",\"pid\":\"{}\",\"port\":\"22\"}},\n  \
+                     {{\"port\":\"80\",\"name\":\"nginx\",\"pid\":\"{}\"}}\n]\n",
+                    1000 + host,
+                    2000 + host
+                );
+                Record::new(
+                    format!("web-{host:02}"),
+                    "listening",
+                    RecordStatus::Ok,
+                    stdout,
+                )
+            })
+            .collect();
+        let input = |records| AnalysisInput {
+            commands: vec![command.clone()],
+            records,
+            baseline: None,
+        };
+        let report = cluster().run(input(records.clone()), None).unwrap();
+        assert!(!report.has_differences(), "{report:?}");
+
+        records[3].stdout = "[{\"name\":\"sshd\",\"port\" \"22\"}]".into();
+        let report = cluster().run(input(records), None).unwrap();
+        assert_eq!(report.hosts[0].target, "web-03");
+        assert_eq!(
+            report.hosts[0].commands[0].error.as_deref(),
+            Some("cannot read listening as json: line 1 column 24: expected `:`")
+        );
+        assert!(
+            report.warnings[0].contains("web-03/listening"),
+            "{:?}",
+            report.warnings
+        );
     }
 
     #[test]
@@ -456,7 +485,10 @@ mod tests {
             .unwrap();
         assert!(started.elapsed().as_secs() < 20);
         assert_eq!(report.hosts[0].target, "h0500");
-        assert_eq!(report.hosts[0].commands[0].added, ["evil"]);
+        assert_eq!(
+            rare(&report.hosts[0].commands[0]),
+            [("evil".to_string(), 1)]
+        );
         assert_eq!(report.hosts[1].score, 0.0);
     }
 }

@@ -1,17 +1,20 @@
 //! The Analysis components: `local-simple` compares every host with a saved baseline,
 //! `local-cluster` with the rest of its fleet. Both see a command's output as a *set* of distinct
-//! normalised rows ([`rows`]): a row repeated on a host counts once, and row order does not matter.
+//! normalised rows, each entered once in the command's row book ([`book`]): a row repeated on a
+//! host counts once, and row order does not matter.
 
+pub(crate) mod book;
+pub(crate) mod changes;
 pub(crate) mod cluster;
 pub(crate) mod rows;
 pub(crate) mod simple;
 
 use std::collections::HashMap;
 
-use diffy_plugin_api::{AnalysisInput, CommandDiff, HostReport, Parser, Record, RecordStatus};
-
-/// How a record without a known command is parsed.
-const DEFAULT_PARSER: &Parser = &Parser::Lines;
+use diffy_plugin_api::rows::ParseError;
+use diffy_plugin_api::{
+    AnalysisInput, Command, CommandDiff, HostReport, Parser, Record, RecordStatus,
+};
 
 /// The longest stderr excerpt quoted in a command's error.
 const MAX_EXCERPT_CHARS: usize = 200;
@@ -22,8 +25,9 @@ pub(crate) struct Fleet<'a> {
     pub(crate) hosts: Vec<&'a str>,
     /// Command ids: those of the payload, then any seen only in records.
     pub(crate) commands: Vec<&'a str>,
-    /// Each command's parser, by position in `commands`.
-    parsers: Vec<&'a Parser>,
+    /// Each command as the payload gave it (`None` for one seen only in records), by position in
+    /// `commands`.
+    specs: Vec<Option<&'a Command>>,
     /// `cells[host][command]`: the first record of that host and command.
     cells: Vec<Vec<Option<&'a Record>>>,
 }
@@ -33,16 +37,14 @@ impl<'a> Fleet<'a> {
         let mut fleet = Fleet {
             hosts: Vec::new(),
             commands: Vec::new(),
-            parsers: Vec::new(),
+            specs: Vec::new(),
             cells: Vec::new(),
         };
         let mut command_index = HashMap::new();
         for command in &input.commands {
             command_index.entry(command.id.as_str()).or_insert_with(|| {
                 fleet.commands.push(&command.id);
-                fleet
-                    .parsers
-                    .push(command.parse.as_ref().unwrap_or(DEFAULT_PARSER));
+                fleet.specs.push(Some(command));
                 fleet.commands.len() - 1
             });
         }
@@ -52,7 +54,7 @@ impl<'a> Fleet<'a> {
                 .entry(record.command.as_str())
                 .or_insert_with(|| {
                     fleet.commands.push(&record.command);
-                    fleet.parsers.push(DEFAULT_PARSER);
+                    fleet.specs.push(None);
                     fleet.commands.len() - 1
                 });
             let host = *host_index.entry(record.target.as_str()).or_insert_with(|| {
@@ -74,9 +76,9 @@ impl<'a> Fleet<'a> {
         self.cells.get(host)?.get(command).copied().flatten()
     }
 
-    /// The parser of command `command` (a position in `commands`).
-    pub(crate) fn parser(&self, command: usize) -> &'a Parser {
-        self.parsers.get(command).copied().unwrap_or(DEFAULT_PARSER)
+    /// Command `command` (a position in `commands`) as the payload gave it, if it did.
+    pub(crate) fn spec(&self, command: usize) -> Option<&'a Command> {
+        self.specs.get(command).copied().flatten()
     }
 
     /// One empty report per host, in `hosts` order.
@@ -99,6 +101,18 @@ pub(crate) fn usable<'a>(record: Option<&'a Record>, command: &str) -> Result<&'
         Some(record) if record.status == RecordStatus::Ok => Ok(record),
         Some(record) => Err(failure(record)),
     }
+}
+
+/// Why the output of `command` on a host cannot be compared although its collection succeeded:
+/// `cannot read processes.json as json: line 3 column 5: …`.
+pub(crate) fn unreadable(command: &str, spec: Option<&Command>, error: &ParseError) -> String {
+    let format = match spec.map(Command::parser) {
+        Some(Parser::Json) => "json",
+        Some(Parser::Csv { .. }) => "csv",
+        Some(Parser::Tsv) => "tsv",
+        _ => "rows",
+    };
+    format!("cannot read {command} as {format}: {error}")
 }
 
 /// A one-line account of a failed collection: `collection failed: exit 1: <stderr's first line>`.

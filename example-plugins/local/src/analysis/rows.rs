@@ -1,5 +1,5 @@
-//! Row normalisation, shared by both analyses: a command's output becomes its set of distinct rows,
-//! each the text of its remaining columns joined by single spaces.
+//! Text row normalisation (`lines` and `columns` parsers), for the row book of both analyses: each
+//! row becomes the text of its remaining columns joined by single spaces.
 //!
 //! Columns are dropped by header name (`ignore_columns`, compared case-insensitively), so only
 //! parsers that read a header can drop any. Joining with one space makes `root   1` (aligned by
@@ -9,7 +9,7 @@
 
 use std::borrow::Cow;
 
-use diffy_plugin_api::{OptionSpec, OptionType, Parser};
+use diffy_plugin_api::{OptionSpec, OptionType, Table};
 use serde_json::Value;
 
 /// Columns ignored unless the user says otherwise: those that change from run to run in `ps`.
@@ -21,8 +21,9 @@ pub(crate) fn ignore_columns_option() -> OptionSpec {
     OptionSpec::new(
         "ignore_columns",
         OptionType::Array,
-        "Column names (from a parser's header, case-insensitive) left out before rows are \
-         compared; commands without a header keep all their columns",
+        "Column names (case-insensitive) left out before rows are compared, besides each \
+         command's own ignore_columns: JSON keys, CSV and TSV header names, or the names in a \
+         columns parser's header (commands without names keep all their columns)",
     )
     .default_value(Value::from(DEFAULT_IGNORED_COLUMNS.to_vec()))
 }
@@ -52,9 +53,8 @@ impl RowNormaliser {
             .any(|ignored| column.to_lowercase() == *ignored)
     }
 
-    /// The rows of `stdout` as `parser` splits it, normalised, in output order (repeats included).
-    pub(crate) fn rows<'a>(&self, parser: &Parser, stdout: &'a str) -> Vec<Cow<'a, str>> {
-        let table = parser.parse(stdout);
+    /// The rows of `table`, split from `stdout`, normalised, in output order (repeats included).
+    pub(crate) fn table_rows<'a>(&self, table: &Table<'a>, stdout: &'a str) -> Vec<Cow<'a, str>> {
         // Which columns to keep, when the header names any to drop.
         let keep: Option<Vec<bool>> = table
             .header
@@ -76,14 +76,6 @@ impl RowNormaliser {
                 }
             })
             .collect()
-    }
-
-    /// The distinct rows of `stdout` as `parser` splits it, normalised and sorted.
-    pub(crate) fn distinct_rows<'a>(&self, parser: &Parser, stdout: &'a str) -> Vec<Cow<'a, str>> {
-        let mut rows = self.rows(parser, stdout);
-        rows.sort_unstable();
-        rows.dedup();
-        rows
     }
 }
 
@@ -134,7 +126,17 @@ fn single_spaced_span<'a>(text: &'a str, columns: &[&str]) -> Option<&'a str> {
 
 #[cfg(test)]
 mod tests {
+    use diffy_plugin_api::Parser;
+
     use super::*;
+
+    /// The distinct rows of `stdout` as `parser` splits it, normalised and sorted.
+    fn distinct<'a>(rows: &RowNormaliser, parser: &Parser, stdout: &'a str) -> Vec<Cow<'a, str>> {
+        let mut rows = rows.table_rows(&parser.parse(stdout), stdout);
+        rows.sort_unstable();
+        rows.dedup();
+        rows
+    }
 
     fn ps() -> Parser {
         Parser::Columns {
@@ -153,7 +155,7 @@ mod tests {
         let out = "USER   PID  PPID COMMAND COMMAND\n\
                    root     1     0 init    /sbin/init splash\n\
                    www    812     1 nginx   nginx: worker  process\n";
-        let rows = defaults().distinct_rows(&ps(), out);
+        let rows = distinct(&defaults(), &ps(), out);
         assert_eq!(
             rows,
             [
@@ -164,16 +166,16 @@ mod tests {
         // The same processes under other pids, aligned differently, are the same rows.
         let other = "USER PID PPID COMMAND COMMAND\nwww 9 1 nginx nginx: worker  process\n\
                      root 1 0 init /sbin/init splash\n";
-        assert_eq!(defaults().distinct_rows(&ps(), other), rows);
+        assert_eq!(distinct(&defaults(), &ps(), other), rows);
         // Matching is case-insensitive, and an empty list keeps everything.
         let upper = RowNormaliser::new(&["Pid".to_string()]);
         assert_eq!(
-            upper.distinct_rows(&ps(), other)[0],
+            distinct(&upper, &ps(), other)[0],
             "root 0 init /sbin/init splash"
         );
         let none = RowNormaliser::new(&[]);
         assert_eq!(
-            none.distinct_rows(&ps(), other)[0],
+            distinct(&none, &ps(), other)[0],
             "root 1 0 init /sbin/init splash"
         );
     }
@@ -185,8 +187,11 @@ mod tests {
             separator: None,
             max_columns: None,
         };
-        let rows =
-            defaults().distinct_rows(&parser, "tcp   0.0.0.0:22 sshd\ntcp 0.0.0.0:22 sshd\n");
+        let rows = distinct(
+            &defaults(),
+            &parser,
+            "tcp   0.0.0.0:22 sshd\ntcp 0.0.0.0:22 sshd\n",
+        );
         assert_eq!(rows, ["tcp 0.0.0.0:22 sshd"]);
         let passwd = Parser::Columns {
             header: true,
@@ -194,7 +199,7 @@ mod tests {
             max_columns: None,
         };
         let text = "user:uid:pid\nroot:0:1\n";
-        assert_eq!(defaults().distinct_rows(&passwd, text), ["root 0"]);
+        assert_eq!(distinct(&defaults(), &passwd, text), ["root 0"]);
     }
 
     #[test]
@@ -204,17 +209,17 @@ mod tests {
             separator: None,
             max_columns: None,
         };
-        let rows = defaults().distinct_rows(&parser, "a b c\nd  e\n");
+        let rows = distinct(&defaults(), &parser, "a b c\nd  e\n");
         assert!(matches!(rows[0], Cow::Borrowed("a b c")));
         assert!(matches!(rows[1], Cow::Owned(ref row) if row == "d e"));
-        let lines = defaults().distinct_rows(&Parser::Lines, "  x  y \nx  y\n");
+        let lines = distinct(&defaults(), &Parser::Lines, "  x  y \nx  y\n");
         assert_eq!(lines, ["x  y"]);
         assert!(matches!(lines[0], Cow::Borrowed(_)));
     }
 
     #[test]
     fn rows_are_distinct_and_sorted() {
-        let rows = defaults().distinct_rows(&Parser::Lines, "b\na\nb\n\n");
+        let rows = distinct(&defaults(), &Parser::Lines, "b\na\nb\n\n");
         assert_eq!(rows, ["a", "b"]);
     }
 }

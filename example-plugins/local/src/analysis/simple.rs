@@ -1,21 +1,24 @@
 //! The Analysis component `local-simple`: every host against the saved baseline.
 //!
 //! For each host and command, `added` holds the distinct rows the host has and the baseline record
-//! of that command lacks, `removed` the reverse, both sorted; the command's score is how many rows
-//! differ. A command that cannot be compared (its collection failed, or the baseline has no
-//! usable record of it) scores 1 and says why in `error`.
+//! of that command lacks, `removed` the reverse, both sorted; when the command names key columns,
+//! an added and a removed row that share their key are one `changed` row instead. The command's
+//! score is how many rows differ. A command that cannot be compared (its collection failed, its
+//! output cannot be read, or the baseline has no usable record of it) scores 1 and says why in
+//! `error`.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 
 use diffy_plugin_api::anyhow::bail;
 use diffy_plugin_api::{
-    Analysis, AnalysisInput, CommandDiff, Component, Record, RecordStatus, Report, Result, Row,
+    Analysis, AnalysisInput, CommandDiff, Component, Record, RecordStatus, Report, Result,
 };
 use serde::Deserialize;
 
-use super::rows::{RowNormaliser, default_ignored_columns, ignore_columns_option};
-use super::{Fleet, error_diff, failure, finish, some_of, usable};
+use super::book::{RowBook, RowId, sorted_rows};
+use super::changes::{self, changed_rows};
+use super::rows::{default_ignored_columns, ignore_columns_option};
+use super::{Fleet, error_diff, failure, finish, some_of, unreadable, usable};
 
 /// The slug, also the report's `analysis`.
 const NAME: &str = "local-simple";
@@ -31,23 +34,27 @@ pub(crate) struct Options {
     pub(crate) ignore_columns: Vec<String>,
 }
 
-/// `local-simple`: rows added and removed against the baseline.
+/// `local-simple`: rows added, removed and changed against the baseline.
 pub(crate) struct LocalSimple {
-    rows: RowNormaliser,
+    ignore_columns: Vec<String>,
 }
 
 impl LocalSimple {
     pub(crate) fn component() -> Component {
         Component::named(
             NAME,
-            "Rows added and removed on each host, against a saved baseline",
+            "Rows added, removed and changed on each host, against a saved baseline",
         )
         .description(
             "Compares each host's output of each command with the baseline's record of that \
-                 command, as sets of distinct rows (a row is its columns, less ignore_columns, \
-                 joined by single spaces). A command scores one point per row added or removed, \
-                 and 1 when it cannot be compared (failed collection, no baseline); a host scores \
-                 the sum. Every host is listed, highest score first; 0 means identical.",
+                 command, as sets of distinct rows: a text row is its columns, less ignore_columns \
+                 and the command's own, joined by single spaces; a row of named columns (json, \
+                 csv, tsv) is its values by column name, less those columns. When the command \
+                 names key columns, a row added and a row removed with the same key are one \
+                 changed row. A command scores one point per row added, removed or changed, and 1 \
+                 when it cannot be compared (failed collection, malformed output, no baseline); a \
+                 host scores the sum. Every host is listed, highest score first; 0 means \
+                 identical.",
         )
         .option(ignore_columns_option())
         .uses_baseline(true)
@@ -55,7 +62,7 @@ impl LocalSimple {
 
     pub(crate) fn new(options: Options) -> Result<Self> {
         Ok(LocalSimple {
-            rows: RowNormaliser::new(&options.ignore_columns),
+            ignore_columns: options.ignore_columns,
         })
     }
 }
@@ -73,9 +80,11 @@ impl Analysis for LocalSimple {
         let fleet = Fleet::new(&input);
         let mut hosts = fleet.empty_reports();
         let mut uncompared = 0;
+        let mut unreadable_records = Vec::new();
         let mut without_baseline = Vec::new();
         for (command, &id) in fleet.commands.iter().enumerate() {
-            let parser = fleet.parser(command);
+            let spec = fleet.spec(command);
+            let mut book = RowBook::new(spec, &self.ignore_columns);
             // The baseline's rows, or why there are none.
             let reference = match baseline_of.get(id) {
                 None => {
@@ -86,7 +95,12 @@ impl Analysis for LocalSimple {
                     "the baseline of command {id} failed: {}",
                     failure(record)
                 )),
-                Some(record) => Ok(self.rows.distinct_rows(parser, &record.stdout)),
+                Some(record) => book.enter(&record.stdout).map_err(|error| {
+                    format!(
+                        "the baseline of command {id}: {}",
+                        unreadable(id, spec, &error)
+                    )
+                }),
             };
             for (host, report) in hosts.iter_mut().enumerate() {
                 let diff = match (usable(fleet.record(host, command), id), &reference) {
@@ -95,18 +109,14 @@ impl Analysis for LocalSimple {
                         error_diff(id, error, UNCOMPARABLE_SCORE)
                     }
                     (Ok(_), Err(error)) => error_diff(id, error.clone(), UNCOMPARABLE_SCORE),
-                    (Ok(record), Ok(reference)) => {
-                        let rows = self.rows.distinct_rows(parser, &record.stdout);
-                        let added = difference(&rows, reference);
-                        let removed = difference(reference, &rows);
-                        CommandDiff {
-                            command: id.to_string(),
-                            score: (added.len() + removed.len()) as f64,
-                            added: added.into_iter().map(Row::Text).collect(),
-                            removed: removed.into_iter().map(Row::Text).collect(),
-                            error: None,
+                    (Ok(record), Ok(reference)) => match book.enter(&record.stdout) {
+                        Ok(rows) => compare(&book, id, &rows, reference),
+                        Err(error) => {
+                            unreadable_records.push(format!("{}/{id}", fleet.hosts[host]));
+                            let error = unreadable(id, spec, &error);
+                            error_diff(id, error, UNCOMPARABLE_SCORE)
                         }
-                    }
+                    },
                 };
                 report.commands.push(diff);
             }
@@ -125,28 +135,48 @@ impl Analysis for LocalSimple {
                  (see each command's error)"
             ));
         }
+        if !unreadable_records.is_empty() {
+            warnings.push(format!(
+                "{} record(s) could not be compared because their output is malformed: {}",
+                unreadable_records.len(),
+                some_of(unreadable_records)
+            ));
+        }
         Ok(Report {
             analysis: NAME.to_string(),
             warnings,
             hosts,
+            ..Report::default()
         })
     }
 }
 
-/// The rows of `left` that are not in `right`; both are sorted and distinct.
-fn difference(left: &[Cow<'_, str>], right: &[Cow<'_, str>]) -> Vec<String> {
+/// One host's rows of a command against the baseline's, both sorted row numbers of `book`.
+fn compare(book: &RowBook<'_>, command: &str, rows: &[RowId], reference: &[RowId]) -> CommandDiff {
+    let changes = changes::pair(
+        book,
+        difference(rows, reference),
+        difference(reference, rows),
+    );
+    let differing = changes.added.len() + changes.removed.len() + changes.changed.len();
+    CommandDiff {
+        command: command.to_string(),
+        score: differing as f64,
+        added: sorted_rows(book, changes.added),
+        removed: sorted_rows(book, changes.removed),
+        changed: changed_rows(book, &changes.changed),
+        ..CommandDiff::default()
+    }
+}
+
+/// The row numbers of `left` that are not in `right`; both are sorted and distinct.
+fn difference(left: &[RowId], right: &[RowId]) -> Vec<RowId> {
     let mut out = Vec::new();
     let mut right = right.iter().peekable();
-    for row in left {
-        while right
-            .next_if(|other| other.as_ref() < row.as_ref())
-            .is_some()
-        {}
-        if right
-            .peek()
-            .is_none_or(|other| other.as_ref() != row.as_ref())
-        {
-            out.push(row.to_string());
+    for &row in left {
+        while right.next_if(|&&other| other < row).is_some() {}
+        if right.peek().is_none_or(|&&other| other != row) {
+            out.push(row);
         }
     }
     out
@@ -271,12 +301,7 @@ mod tests {
 
     #[test]
     fn difference_of_sorted_sets() {
-        let set =
-            |rows: &[&'static str]| rows.iter().map(|r| Cow::Borrowed(*r)).collect::<Vec<_>>();
-        assert_eq!(
-            difference(&set(&["a", "b", "d"]), &set(&["b", "c"])),
-            ["a", "d"]
-        );
-        assert!(difference(&set(&[]), &set(&["x"])).is_empty());
+        assert_eq!(difference(&[1, 2, 4], &[2, 3]), [1, 4]);
+        assert!(difference(&[], &[7]).is_empty());
     }
 }

@@ -1,17 +1,14 @@
-//! The Collection component `evidence-dir`: replays command outputs saved earlier, one directory per
-//! host:
+//! The Collection component `evidence-dir`: replays command outputs saved earlier, one directory
+//! per host, laid out as [`crate::evidence`] describes.
 //!
-//! ```text
-//! <dir>/<host>/<command>.txt      stdout (required)
-//! <dir>/<host>/<command>.stderr   stderr (optional)
-//! <dir>/<host>/<command>.exit     exit code as a decimal integer (optional; 0 when absent)
-//! ```
-//!
-//! A host's directory is its target's address (the `evidence-dir` target sets it), else
-//! `<directory option>/<target id>`. Each file is read once into the record, without copies.
+//! The evidence of command C is the file named C (as the `evidence` payload names its commands),
+//! else `C.txt` (as other payloads' commands, such as `local-command`'s, are saved). A host's
+//! directory is its target's address (the `evidence-dir` target sets it), else
+//! `<directory option>/<target id>`; the evidence directory is that directory's parent, or the
+//! option. Each file is read once into the record, without copies.
 
-use std::fs::{self, File};
-use std::io::{self, Read};
+use std::fs::File;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -22,6 +19,7 @@ use diffy_plugin_api::{
 use serde::Deserialize;
 
 use super::{error_record, text, text_and_digest};
+use crate::evidence::{evidence_files, is_evidence_name, is_file_name, open_inside, sidecar};
 use crate::timestamp;
 
 /// The options of the `evidence-dir` collection.
@@ -33,9 +31,17 @@ pub(crate) struct Options {
     pub(crate) directory: Option<String>,
 }
 
-/// `evidence-dir`: reads `<host dir>/<command>.txt` and its siblings.
+/// `evidence-dir`: reads each command's evidence file in the host's directory.
 pub(crate) struct EvidenceCollection {
     directory: Option<PathBuf>,
+}
+
+/// Where a host's evidence is.
+struct HostDir {
+    /// The host's directory.
+    dir: PathBuf,
+    /// The evidence directory, canonical: no file outside it is read.
+    root: PathBuf,
 }
 
 impl EvidenceCollection {
@@ -46,10 +52,13 @@ impl EvidenceCollection {
         )
         .description(
             "Replays saved outputs instead of running anything: for host H and command C it \
-                 reads <dir>/H/C.txt as stdout, C.stderr as stderr and C.exit as the exit code \
-                 (the last two optional; a non-zero exit code makes the record failed). The host \
-                 directory is the target's address, which the evidence-dir target sets, else \
-                 <directory>/<target id>. A missing C.txt is an error record.",
+                 reads the file <dir>/H/C, else <dir>/H/C.txt, as stdout, and beside it \
+                 <stem>.stderr as stderr and <stem>.exit as the exit code (both optional; a \
+                 non-zero exit code makes the record failed). The host directory is the target's \
+                 address, which the evidence-dir target sets, else <directory>/<target id>. A \
+                 missing file is an error record (no evidence), and so is every command of a host \
+                 directory that holds no evidence file; a symbolic link that leads out of the \
+                 evidence directory is refused.",
         )
         .option(OptionSpec::new(
             "directory",
@@ -66,10 +75,14 @@ impl EvidenceCollection {
     }
 
     /// The directory holding `target`'s evidence, or why there is none.
-    fn host_dir(&self, target: &TargetInfo) -> Result<PathBuf, String> {
-        let dir = match (&target.address, &self.directory) {
-            (Some(address), _) => PathBuf::from(address),
-            (None, Some(root)) if is_file_name(&target.id) => root.join(&target.id),
+    fn host_dir(&self, target: &TargetInfo) -> Result<HostDir, String> {
+        let (dir, root) = match (&target.address, &self.directory) {
+            (Some(address), _) => {
+                let dir = PathBuf::from(address);
+                let root = dir.parent().unwrap_or(Path::new("/")).to_path_buf();
+                (dir, root)
+            }
+            (None, Some(root)) if is_file_name(&target.id) => (root.join(&target.id), root.clone()),
             (None, Some(_)) => {
                 return Err(format!(
                     "target id {:?} cannot name an evidence directory",
@@ -84,15 +97,37 @@ impl EvidenceCollection {
                 ));
             }
         };
-        if dir.is_dir() {
-            Ok(dir)
-        } else {
-            Err(format!(
+        if !dir.is_dir() {
+            return Err(format!(
                 "evidence directory {} for target {} does not exist",
                 dir.display(),
                 target.id
-            ))
+            ));
         }
+        let root = std::fs::canonicalize(&root)
+            .map_err(|e| format!("cannot resolve {}: {e}", root.display()))?;
+        Ok(HostDir { dir, root })
+    }
+
+    /// The records of `commands` on `target`, or why there are none.
+    fn replay_host(
+        &self,
+        target: &TargetInfo,
+        commands: &[Command],
+    ) -> Result<Vec<Record>, String> {
+        let host = self.host_dir(target)?;
+        let files = evidence_files(&host.dir)
+            .map_err(|e| format!("cannot read {}: {e}", host.dir.display()))?;
+        if files.is_empty() {
+            return Err(format!(
+                "no evidence: the host directory {} holds no evidence file",
+                host.dir.display()
+            ));
+        }
+        Ok(commands
+            .iter()
+            .map(|command| replay(&target.id, &host, &command.id))
+            .collect())
     }
 }
 
@@ -105,12 +140,8 @@ impl Collection for EvidenceCollection {
     ) -> Result<Vec<Record>> {
         let mut records = Vec::with_capacity(targets.len() * commands.len());
         for target in targets {
-            match self.host_dir(target) {
-                Ok(dir) => records.extend(
-                    commands
-                        .iter()
-                        .map(|command| replay(&target.id, &dir, &command.id)),
-                ),
+            match self.replay_host(target, commands) {
+                Ok(replayed) => records.extend(replayed),
                 Err(reason) => records.extend(
                     commands
                         .iter()
@@ -122,9 +153,9 @@ impl Collection for EvidenceCollection {
     }
 }
 
-/// The record of `command` on `target` from the files in `dir`.
-fn replay(target: &str, dir: &Path, command: &str) -> Record {
-    match read_evidence(dir, command) {
+/// The record of `command` on `target` from the files of `host`.
+fn replay(target: &str, host: &HostDir, command: &str) -> Record {
+    match read_evidence(host, command) {
         Ok(record) => Record {
             target: target.to_string(),
             command: command.to_string(),
@@ -134,29 +165,41 @@ fn replay(target: &str, dir: &Path, command: &str) -> Record {
     }
 }
 
-/// Read the evidence files of `command` in `dir` into a record without target or command.
-fn read_evidence(dir: &Path, command: &str) -> Result<Record, String> {
+/// Open the evidence file of `command`: the file of that name, else `<command>.txt`.
+fn open_evidence(host: &HostDir, command: &str) -> Result<(String, File), String> {
+    let mut names = vec![format!("{command}.txt")];
+    if is_evidence_name(command) {
+        names.insert(0, command.to_string());
+    }
+    for name in names {
+        if let Some(file) = open_inside(&host.root, &host.dir.join(&name))?
+            && file.metadata().is_ok_and(|m| m.is_file())
+        {
+            return Ok((name, file));
+        }
+    }
+    Err(format!(
+        "no evidence for command {command} in {}",
+        host.dir.display()
+    ))
+}
+
+/// Read the evidence files of `command` in `host` into a record without target or command.
+fn read_evidence(host: &HostDir, command: &str) -> Result<Record, String> {
     if !is_file_name(command) {
         return Err(format!(
             "command id {command:?} cannot name an evidence file"
         ));
     }
-    let stdout_path = dir.join(format!("{command}.txt"));
-    let (bytes, modified) = match read_with_mtime(&stdout_path) {
-        Ok(read) => read,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(format!(
-                "no evidence for command {command} in {}",
-                dir.display()
-            ));
-        }
-        Err(e) => return Err(format!("cannot read {}: {e}", stdout_path.display())),
-    };
-    let stderr = read_optional(&dir.join(format!("{command}.stderr")))?
+    let (name, file) = open_evidence(host, command)?;
+    let stdout_path = host.dir.join(&name);
+    let (bytes, modified) =
+        read_with_mtime(file).map_err(|e| format!("cannot read {}: {e}", stdout_path.display()))?;
+    let stderr = read_optional(host, &sidecar(&host.dir, &name, "stderr"))?
         .map(text)
         .unwrap_or_default();
-    let exit_path = dir.join(format!("{command}.exit"));
-    let exit_code = match read_optional(&exit_path)? {
+    let exit_path = sidecar(&host.dir, &name, "exit");
+    let exit_code = match read_optional(host, &exit_path)? {
         None => 0,
         Some(bytes) => {
             let code = std::str::from_utf8(&bytes).ok().map(str::trim);
@@ -190,9 +233,8 @@ fn read_evidence(dir: &Path, command: &str) -> Result<Record, String> {
     })
 }
 
-/// The bytes of `path` and its modification time (now, if the file system keeps none).
-fn read_with_mtime(path: &Path) -> io::Result<(Vec<u8>, SystemTime)> {
-    let mut file = File::open(path)?;
+/// The bytes of `file` and its modification time (now, if the file system keeps none).
+fn read_with_mtime(mut file: File) -> std::io::Result<(Vec<u8>, SystemTime)> {
     let metadata = file.metadata()?;
     let mut bytes = Vec::with_capacity(usize::try_from(metadata.len()).unwrap_or(0));
     file.read_to_end(&mut bytes)?;
@@ -201,21 +243,20 @@ fn read_with_mtime(path: &Path) -> io::Result<(Vec<u8>, SystemTime)> {
 }
 
 /// The bytes of `path`, or `None` when it does not exist.
-fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, String> {
-    match fs::read(path) {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
-    }
-}
-
-/// Whether `name` can be used as one path component: not empty, not hidden, no separator or NUL.
-fn is_file_name(name: &str) -> bool {
-    !name.is_empty() && !name.starts_with('.') && !name.contains(['/', '\\', '\0'])
+fn read_optional(host: &HostDir, path: &Path) -> Result<Option<Vec<u8>>, String> {
+    let Some(mut file) = open_inside(&host.root, path)? else {
+        return Ok(None);
+    };
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    Ok(Some(bytes))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use diffy_plugin_api::documents::sha256_hex;
 
     use super::*;
@@ -303,16 +344,99 @@ mod tests {
         assert!(records[3].stderr.contains("cannot name"));
     }
 
+    fn host_of(root: &tempfile::TempDir) -> HostDir {
+        HostDir {
+            dir: root.path().join("web-1"),
+            root: fs::canonicalize(root.path()).unwrap(),
+        }
+    }
+
     #[test]
     fn bad_exit_file_and_unsafe_command_ids_are_errors() {
         let root = evidence();
-        let host = root.path().join("web-1");
-        fs::write(host.join("bad.txt"), "x").unwrap();
-        fs::write(host.join("bad.exit"), "three").unwrap();
+        let host = host_of(&root);
+        fs::write(host.dir.join("bad.txt"), "x").unwrap();
+        fs::write(host.dir.join("bad.exit"), "three").unwrap();
         let record = replay("web-1", &host, "bad");
         assert_eq!(record.status, RecordStatus::Error);
         assert!(record.stderr.contains("not an exit code"));
         let record = replay("web-1", &host, "../web-1/ps");
         assert_eq!(record.status, RecordStatus::Error);
+    }
+
+    #[test]
+    fn any_file_name_is_evidence_with_sidecars_by_stem() {
+        let root = evidence();
+        let host = host_of(&root);
+        fs::write(host.dir.join("processes.json"), "[]").unwrap();
+        fs::write(host.dir.join("processes.exit"), "1").unwrap();
+        fs::write(host.dir.join("processes.stderr"), "partial").unwrap();
+        let record = replay("web-1", &host, "processes.json");
+        assert_eq!(
+            (record.status, record.exit_code),
+            (RecordStatus::Failed, Some(1))
+        );
+        assert_eq!(
+            (record.stdout.as_str(), record.stderr.as_str()),
+            ("[]", "partial")
+        );
+        // A directory named like a command holds no evidence.
+        fs::create_dir(host.dir.join("cron")).unwrap();
+        assert_eq!(replay("web-1", &host, "cron").exit_code, Some(2));
+    }
+
+    #[test]
+    fn links_out_of_the_evidence_directory_are_refused() {
+        let root = evidence();
+        let host = host_of(&root);
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(outside.path().join("shadow"), "root:secret").unwrap();
+        std::os::unix::fs::symlink(outside.path().join("shadow"), host.dir.join("leak.txt"))
+            .unwrap();
+        let record = replay("web-1", &host, "leak.txt");
+        assert_eq!(record.status, RecordStatus::Error);
+        assert!(
+            record.stderr.contains("outside the evidence directory"),
+            "{}",
+            record.stderr
+        );
+        assert!(record.stdout.is_empty());
+        // A sidecar is checked too.
+        std::os::unix::fs::symlink(
+            outside.path().join("shadow"),
+            host.dir.join("ps.stderr.tmp"),
+        )
+        .unwrap();
+        fs::remove_file(host.dir.join("ps.stderr")).unwrap();
+        fs::rename(host.dir.join("ps.stderr.tmp"), host.dir.join("ps.stderr")).unwrap();
+        let record = replay("web-1", &host, "ps");
+        assert!(
+            record.stderr.contains("outside the evidence directory"),
+            "{}",
+            record.stderr
+        );
+    }
+
+    #[test]
+    fn a_host_directory_without_evidence_is_reported() {
+        let root = evidence();
+        fs::create_dir(root.path().join("web-2")).unwrap();
+        fs::write(root.path().join("web-2").join(".bash_history"), "x").unwrap();
+        let collection = EvidenceCollection::new(Options {
+            directory: Some(root.path().to_str().unwrap().to_string()),
+        })
+        .unwrap();
+        let records = collection
+            .get(&[TargetInfo::new("web-2")], &commands(), None)
+            .unwrap();
+        assert_eq!(records.len(), 3);
+        for record in records {
+            assert_eq!(record.status, RecordStatus::Error);
+            assert!(
+                record.stderr.starts_with("no evidence: the host directory"),
+                "{}",
+                record.stderr
+            );
+        }
     }
 }

@@ -1,0 +1,205 @@
+//! The layout of an evidence directory, as the `evidence-dir` target, collection and the
+//! `evidence` payload read it: one subdirectory per host, holding that host's evidence files.
+//!
+//! ```text
+//! <dir>/<host>/<file>             an evidence file: any name and extension (processes.json,
+//!                                 listening.csv, packages.txt, ps), replayed as stdout
+//! <dir>/<host>/<stem>.stderr      stderr of <stem>.<ext> (optional)
+//! <dir>/<host>/<stem>.exit        its exit code as a decimal integer (optional; 0 when absent)
+//! ```
+//!
+//! Hidden files are not evidence, nor are the `.stderr` and `.exit` files beside it. A symbolic
+//! link is followed only while it stays inside the evidence directory, so that evidence collected
+//! from a compromised host cannot make diffy read this machine's files.
+
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use diffy_plugin_api::Parser;
+
+/// The extensions of the files that describe an evidence file rather than hold evidence.
+const SIDECARS: [&str; 2] = ["stderr", "exit"];
+
+/// How much of a file the content check reads.
+const SNIFF_BYTES: usize = 4096;
+
+/// The evidence files of a host directory: names of files that are not hidden and not
+/// sidecars, sorted. Symbolic links are listed as they are named; reading one is checked.
+pub(crate) fn evidence_files(host_dir: &Path) -> io::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in fs::read_dir(host_dir)? {
+        let entry = entry?;
+        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        if is_evidence_name(&name) && entry.path().is_file() {
+            names.push(name);
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Whether a file named `name` can hold evidence: not hidden, not a sidecar, one path component.
+pub(crate) fn is_evidence_name(name: &str) -> bool {
+    let sidecar = Path::new(name)
+        .extension()
+        .and_then(|ext| ext.to_str())
+        .is_some_and(|ext| SIDECARS.contains(&ext));
+    is_file_name(name) && !sidecar
+}
+
+/// Whether `name` can be used as one path component: not empty, not hidden, no separator or NUL.
+pub(crate) fn is_file_name(name: &str) -> bool {
+    !name.is_empty() && !name.starts_with('.') && !name.contains(['/', '\\', '\0'])
+}
+
+/// The file beside evidence file `name` with extension `sidecar` (`processes.json` →
+/// `processes.stderr`).
+pub(crate) fn sidecar(host_dir: &Path, name: &str, sidecar: &str) -> PathBuf {
+    let stem = Path::new(name)
+        .file_stem()
+        .and_then(|stem| stem.to_str())
+        .unwrap_or(name);
+    host_dir.join(format!("{stem}.{sidecar}"))
+}
+
+/// `path` opened for reading, once it is known to stay inside `root` (canonical) whatever
+/// symbolic links it goes through; `Ok(None)` when it does not exist.
+pub(crate) fn open_inside(root: &Path, path: &Path) -> Result<Option<File>, String> {
+    let resolved = match fs::canonicalize(path) {
+        Ok(resolved) => resolved,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    if !resolved.starts_with(root) {
+        return Err(format!(
+            "refused {}: it leads to {}, outside the evidence directory {}",
+            path.display(),
+            resolved.display(),
+            root.display()
+        ));
+    }
+    match File::open(&resolved) {
+        Ok(file) => Ok(Some(file)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+/// How evidence file `name` is read: by its extension (`.json`, `.jsonl`, `.ndjson`, `.csv`,
+/// `.tsv`), else by its content (JSON objects, or an array of them), else as lines.
+pub(crate) fn parser_for(name: &str, content: impl FnOnce() -> Option<Vec<u8>>) -> Parser {
+    let extension = Path::new(name)
+        .extension()
+        .and_then(|ext| ext.to_str())
+        .map(str::to_ascii_lowercase);
+    match extension.as_deref() {
+        Some("json" | "jsonl" | "ndjson") => Parser::Json,
+        Some("csv") => Parser::Csv { delimiter: None },
+        Some("tsv") => Parser::Tsv,
+        _ if content().is_some_and(|start| looks_like_json_rows(&start)) => Parser::Json,
+        _ => Parser::Lines,
+    }
+}
+
+/// The first bytes of `path`, for [`parser_for`], if it stays inside `root` (canonical).
+pub(crate) fn file_start(root: &Path, path: &Path) -> Option<Vec<u8>> {
+    let mut start = Vec::with_capacity(SNIFF_BYTES);
+    open_inside(root, path)
+        .ok()??
+        .take(SNIFF_BYTES as u64)
+        .read_to_end(&mut start)
+        .ok()?;
+    Some(start)
+}
+
+/// Whether text starts as JSON rows do: `[` then `{` or `]`, or `{` then `"` or `}` (whitespace
+/// allowed between). Lines such as `[    0.000000] Linux version …` (dmesg) or `[Unit]` do not.
+fn looks_like_json_rows(start: &[u8]) -> bool {
+    let mut bytes = start.iter().copied().filter(|b| !b.is_ascii_whitespace());
+    matches!(
+        (bytes.next(), bytes.next()),
+        (Some(b'['), Some(b'{' | b']')) | (Some(b'{'), Some(b'"' | b'}'))
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn evidence_files_leave_out_hidden_files_sidecars_and_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            "ps",
+            "processes.json",
+            "ps.stderr",
+            "ps.exit",
+            ".hidden",
+            "b.csv",
+        ] {
+            fs::write(dir.path().join(name), "x").unwrap();
+        }
+        fs::create_dir(dir.path().join("sub")).unwrap();
+        assert_eq!(
+            evidence_files(dir.path()).unwrap(),
+            ["b.csv", "processes.json", "ps"]
+        );
+        assert_eq!(
+            sidecar(dir.path(), "processes.json", "exit"),
+            dir.path().join("processes.exit")
+        );
+    }
+
+    #[test]
+    fn parsers_by_extension_then_content() {
+        let never = || -> Option<Vec<u8>> { panic!("the extension decides") };
+        assert_eq!(parser_for("a.JSON", never), Parser::Json);
+        assert_eq!(parser_for("a.jsonl", never), Parser::Json);
+        assert_eq!(parser_for("a.csv", never), Parser::Csv { delimiter: None });
+        assert_eq!(parser_for("a.tsv", never), Parser::Tsv);
+        let content = |text: &'static str| move || Some(text.as_bytes().to_vec());
+        assert_eq!(
+            parser_for("a.txt", content("[\n  {\"a\":\"1\"}]")),
+            Parser::Json
+        );
+        assert_eq!(parser_for("a", content(" {\"a\":1}\n")), Parser::Json);
+        assert_eq!(parser_for("a.txt", content("[]")), Parser::Json);
+        assert_eq!(
+            parser_for("dmesg", content("[    0.000] Linux")),
+            Parser::Lines
+        );
+        assert_eq!(parser_for("unit", content("[Unit]\n")), Parser::Lines);
+        assert_eq!(parser_for("a.txt", || None), Parser::Lines);
+    }
+
+    #[test]
+    fn links_are_followed_only_inside_the_evidence_directory() {
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(outside.path().join("secret"), "s").unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let root_path = fs::canonicalize(root.path()).unwrap();
+        let host = root.path().join("web-1");
+        fs::create_dir(&host).unwrap();
+        fs::write(host.join("ps.txt"), "p").unwrap();
+        std::os::unix::fs::symlink(host.join("ps.txt"), host.join("inside.txt")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret"), host.join("out.txt")).unwrap();
+        assert!(
+            open_inside(&root_path, &host.join("inside.txt"))
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            open_inside(&root_path, &host.join("none.txt"))
+                .unwrap()
+                .is_none()
+        );
+        let refused = open_inside(&root_path, &host.join("out.txt")).unwrap_err();
+        assert!(
+            refused.contains("outside the evidence directory"),
+            "{refused}"
+        );
+    }
+}
