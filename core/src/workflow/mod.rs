@@ -47,6 +47,39 @@ pub mod defaults {
     pub const PERSISTENCE: &str = "local-file";
     /// Analysis slug.
     pub const ANALYSIS: &str = "local-simple";
+    /// The payload of evidence replayed by the `evidence-dir` collection: what the evidence holds.
+    pub const EVIDENCE_PAYLOAD: &str = "evidence";
+    /// The collection that replays saved evidence.
+    pub const EVIDENCE_COLLECTION: &str = "evidence-dir";
+
+    /// The payload when none is chosen: [`PAYLOAD`], except that evidence replayed by the
+    /// [`EVIDENCE_COLLECTION`] holds its own commands, which [`EVIDENCE_PAYLOAD`] lists — unless
+    /// an `--option local-command.…` says the commands are [`PAYLOAD`]'s.
+    pub fn payload_for(collection: &str, options: &[String]) -> &'static str {
+        let configures_payload = options
+            .iter()
+            .any(|option| option.starts_with(&format!("{PAYLOAD}.")));
+        if collection == EVIDENCE_COLLECTION && !configures_payload {
+            EVIDENCE_PAYLOAD
+        } else {
+            PAYLOAD
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn evidence_is_the_payload_of_evidence_unless_local_command_is_configured() {
+            let commands = vec![r#"local-command.commands=[{"id":"x","run":"true"}]"#.into()];
+            assert_eq!(payload_for("evidence-dir", &[]), "evidence");
+            assert_eq!(payload_for("evidence-dir", &commands), "local-command");
+            let other = vec!["evidence-dir.directory=/x".to_string()];
+            assert_eq!(payload_for("evidence-dir", &other), "evidence");
+            assert_eq!(payload_for("local-shell", &[]), "local-command");
+        }
+    }
 }
 
 /// The slugs of the five components a run uses.

@@ -5,27 +5,12 @@ use std::time::Duration;
 use diffy_core::Result;
 use diffy_core::config::Settings;
 use diffy_core::progress::ProgressDisplay;
-use diffy_core::workflow::{self, Choices, RunOptions};
+use diffy_core::workflow::{self, Choices, RunOptions, defaults};
 
 use super::report;
 use crate::cli::{Format, NewCommand, PluginChoices};
 use crate::output::{out, outln};
 use crate::progress::TerminalProgress;
-
-/// The payload when none is chosen: `local-command`, except that evidence replayed by the
-/// `evidence-dir` collection holds its own commands, which the `evidence` payload lists —
-/// unless an `--option local-command.…` says the commands are `local-command`'s.
-fn default_payload(collection: &str, options: &[String]) -> String {
-    let local_command = Choices::default().payload;
-    let configures_local_command = options
-        .iter()
-        .any(|option| option.starts_with(&format!("{local_command}.")));
-    if collection == "evidence-dir" && !configures_local_command {
-        "evidence".to_string()
-    } else {
-        local_command
-    }
-}
 
 fn run_options(
     choices: PluginChoices,
@@ -33,9 +18,9 @@ fn run_options(
     baseline_key: Option<String>,
 ) -> RunOptions {
     let defaults = Choices::default();
-    let payload = choices
-        .payload_plugin
-        .unwrap_or_else(|| default_payload(&choices.collection_plugin, &choices.options));
+    let payload = choices.payload_plugin.unwrap_or_else(|| {
+        defaults::payload_for(&choices.collection_plugin, &choices.options).into()
+    });
     RunOptions {
         choices: Choices {
             target: choices.target_plugin,
@@ -122,20 +107,5 @@ pub fn run(settings: &Settings, command: NewCommand) -> Result<u8> {
                 0
             })
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn evidence_is_the_payload_of_evidence_unless_local_command_is_configured() {
-        let commands = vec![r#"local-command.commands=[{"id":"a","run":"b"}]"#.to_string()];
-        assert_eq!(default_payload("evidence-dir", &[]), "evidence");
-        assert_eq!(default_payload("evidence-dir", &commands), "local-command");
-        let other = vec!["evidence-dir.directory=/x".to_string()];
-        assert_eq!(default_payload("evidence-dir", &other), "evidence");
-        assert_eq!(default_payload("local-shell", &[]), "local-command");
     }
 }
