@@ -35,6 +35,14 @@ pub trait Target: Send + Sync + 'static {
 pub trait Payload: Send + Sync + 'static {
     /// The commands to collect, each with a unique id.
     fn generate(&self, incident: Option<&str>) -> Result<Vec<Command>>;
+    /// The commands to collect from `targets` (since 0.2.1), for a payload whose commands depend
+    /// on the targets (what their evidence holds, their platform). The host calls this one and
+    /// passes the targets it resolved (only the first for a baseline); a host before 0.2.1 passes
+    /// none. The default ignores them and calls [`Payload::generate`].
+    fn generate_for(&self, targets: &[TargetInfo], incident: Option<&str>) -> Result<Vec<Command>> {
+        let _ = targets;
+        self.generate(incident)
+    }
 }
 
 /// The Diffy Collection interface: run commands on targets.

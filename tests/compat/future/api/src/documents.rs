@@ -12,6 +12,8 @@ use std::fmt;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
+use crate::rows::{self, Dialect, ParseError, Parsed};
+
 /// A host to examine.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TargetInfo {
@@ -59,6 +61,7 @@ pub struct Command {
     /// The shell command line.
     pub run: String,
     /// How to split the output into rows; without it every non-empty line is a row.
+    /// See [`Command::read_rows`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parse: Option<Parser>,
     /// Columns that identify a row: two rows with the same values in these columns and other
@@ -101,9 +104,21 @@ impl Command {
         self
     }
 
-    /// Split `stdout` into rows with this command's parser.
+    /// Split `stdout` into rows of text columns with this command's parser; structured formats
+    /// (`json`, `csv`, `tsv`) are read as lines here; [`Command::read_rows`] reads every format.
     pub fn rows<'a>(&self, stdout: &'a str) -> Table<'a> {
-        self.parse.as_ref().unwrap_or(&Parser::Lines).parse(stdout)
+        self.parser().parse(stdout)
+    }
+
+    /// Split `stdout` into rows with this command's parser: text rows, or rows of named columns
+    /// (since 0.2.1). Fails only on malformed structured output.
+    pub fn read_rows<'a>(&self, stdout: &'a str) -> Result<Parsed<'a>, ParseError> {
+        self.parser().read(stdout)
+    }
+
+    /// This command's parser: [`Parser::Lines`] unless it names one.
+    pub fn parser(&self) -> &Parser {
+        self.parse.as_ref().unwrap_or(&Parser::Lines)
     }
 }
 
@@ -125,6 +140,20 @@ pub enum Parser {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         max_columns: Option<usize>,
     },
+    /// JSON objects, each a row of named columns (since 0.2.1): one array of objects, as
+    /// `osqueryi --json` writes it, or one object after another (JSON Lines).
+    Json,
+    /// Comma-separated values whose first row names the columns (since 0.2.1); quoted fields as
+    /// RFC 4180 has them.
+    Csv {
+        /// The one ASCII character between fields; without it, a comma (`"|"` reads
+        /// `osqueryi --csv`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        delimiter: Option<String>,
+    },
+    /// Tab-separated values whose first row names the columns (since 0.2.1); quotes are ordinary
+    /// characters.
+    Tsv,
     /// A format introduced by a newer `diffy-plugin-api`; read as [`Parser::Lines`].
     #[serde(other)]
     Unknown,
@@ -140,17 +169,42 @@ pub struct Table<'a> {
 }
 
 impl Parser {
-    /// Split `text` into a [`Table`].
+    /// Whether this parser reads rows of named columns (`json`, `csv`, `tsv`).
+    pub fn is_structured(&self) -> bool {
+        matches!(self, Parser::Json | Parser::Csv { .. } | Parser::Tsv)
+    }
+
+    /// Split `text` into rows: text rows for `lines` and `columns` (and formats this release does
+    /// not know), rows of named columns for `json`, `csv` and `tsv` (since 0.2.1). Fails only on
+    /// malformed structured output, saying where.
+    pub fn read<'a>(&self, text: &'a str) -> Result<Parsed<'a>, ParseError> {
+        let table = match self {
+            Parser::Json => rows::parse_json(text)?,
+            Parser::Csv { delimiter } => {
+                rows::parse_delimited(text, Dialect::csv(delimiter.as_deref())?)?
+            }
+            Parser::Tsv => rows::parse_delimited(text, Dialect::tsv())?,
+            Parser::Lines | Parser::Columns { .. } | Parser::Unknown => {
+                return Ok(Parsed::Text(self.parse(text)));
+            }
+        };
+        Ok(Parsed::Named(table))
+    }
+
+    /// Split `text` into a [`Table`] of text columns. Structured formats are read as lines here:
+    /// [`Parser::read`] reads their columns.
     pub fn parse<'a>(&self, text: &'a str) -> Table<'a> {
         let mut lines = text
             .lines()
             .map(str::trim_end)
             .filter(|l| !l.trim().is_empty());
         match self {
-            Parser::Lines | Parser::Unknown => Table {
-                header: None,
-                rows: lines.map(|l| vec![l.trim_start()]).collect(),
-            },
+            Parser::Lines | Parser::Json | Parser::Csv { .. } | Parser::Tsv | Parser::Unknown => {
+                Table {
+                    header: None,
+                    rows: lines.map(|l| vec![l.trim_start()]).collect(),
+                }
+            }
             Parser::Columns {
                 header,
                 separator,
@@ -308,6 +362,10 @@ pub struct Report {
     /// Caveats the reader must see (a fleet too small to cluster, failed collections, …).
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// For an analysis that compares each host with the rest of its fleet (since 0.2.1): how many
+    /// hosts the fleet has, so that [`RareRow::hosts`] reads "seen on 2 of 50 hosts".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet_size: Option<u64>,
     /// Hosts, highest score first.
     pub hosts: Vec<HostReport>,
 }
@@ -336,19 +394,61 @@ pub struct CommandDiff {
     /// Rows present in the reference and absent here.
     #[serde(default)]
     pub removed: Vec<Row>,
+    /// Rows whose key columns match a row of the reference but whose other values differ
+    /// (since 0.2.1), instead of one row added and one removed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changed: Vec<ChangedRow>,
+    /// For a fleet analysis (since 0.2.1): this host's rows that few hosts of the fleet share,
+    /// rarest first, each with how many hosts have it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rare: Vec<RareRow>,
     /// Why the command could not be compared (a failed collection), if it could not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
+/// A row of the reference whose key columns a row here shares, with other values (since 0.2.1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangedRow {
+    /// The key columns and their values, the same on both sides.
+    pub key: Row,
+    /// The row in the reference (the baseline).
+    pub before: Row,
+    /// The row here.
+    pub after: Row,
+    /// The names of the columns whose values differ (present on one side only included), in
+    /// column order.
+    #[serde(default)]
+    pub columns: Vec<String>,
+}
+
+/// A row few hosts of the fleet share (since 0.2.1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RareRow {
+    /// The row.
+    pub row: Row,
+    /// On how many hosts of the fleet it appears, this one included (of [`Report::fleet_size`]).
+    pub hosts: u64,
+}
+
+impl CommandDiff {
+    /// Whether the command differs on this host: a row added, removed, changed or rare, or an
+    /// error.
+    pub fn differs(&self) -> bool {
+        !self.added.is_empty()
+            || !self.removed.is_empty()
+            || !self.changed.is_empty()
+            || !self.rare.is_empty()
+            || self.error.is_some()
+    }
+}
+
 impl Report {
     /// True when any host differs from its reference or could not be compared.
     pub fn has_differences(&self) -> bool {
-        self.hosts.iter().any(|h| {
-            h.commands
-                .iter()
-                .any(|c| !c.added.is_empty() || !c.removed.is_empty() || c.error.is_some())
-        })
+        self.hosts
+            .iter()
+            .any(|h| h.commands.iter().any(CommandDiff::differs))
     }
 }
 
@@ -417,13 +517,7 @@ impl PartialEq<&str> for Row {
 /// SHA-256 of `bytes` in lowercase hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
-    let digest = sha2::Sha256::digest(bytes);
-    let mut out = String::with_capacity(64);
-    for byte in digest {
-        use std::fmt::Write;
-        let _ = write!(out, "{byte:02x}");
-    }
-    out
+    hex::encode(sha2::Sha256::digest(bytes))
 }
 
 #[cfg(test)]
@@ -470,6 +564,86 @@ mod tests {
             serde_json::to_string(&columns).unwrap(),
             r#"{"name":"sshd","port":"22","cmd":"a b"}"#
         );
+    }
+
+    #[test]
+    fn structured_parsers_in_json_and_their_rows() {
+        let command: Command = serde_json::from_str(
+            r#"{"id":"ports","run":"osqueryi --csv","parse":{"format":"csv","delimiter":"|"},
+               "key_columns":["port"]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            command.parse,
+            Some(Parser::Csv {
+                delimiter: Some("|".into())
+            })
+        );
+        let Ok(Parsed::Named(table)) = command.read_rows("port|name\n22|sshd\n") else {
+            panic!("not named rows");
+        };
+        assert_eq!(
+            table.rows().next().unwrap().to_row().to_line(),
+            "port=22 name=sshd"
+        );
+        for (text, parser) in [
+            (r#"{"format":"json"}"#, Parser::Json),
+            (r#"{"format":"tsv"}"#, Parser::Tsv),
+            (r#"{"format":"csv"}"#, Parser::Csv { delimiter: None }),
+        ] {
+            assert_eq!(serde_json::from_str::<Parser>(text).unwrap(), parser);
+            assert_eq!(serde_json::to_string(&parser).unwrap(), text);
+            assert!(parser.is_structured());
+        }
+        // Text parsers never fail; the old text view reads structured output as lines.
+        assert!(matches!(Parser::Lines.read("x"), Ok(Parsed::Text(_))));
+        assert_eq!(Parser::Json.parse("[\n{}\n]").rows.len(), 3);
+        let error = Parser::Json.read("[{]").unwrap_err();
+        assert_eq!(error.to_string(), "line 1 column 3: key must be a string");
+    }
+
+    #[test]
+    fn changed_and_rare_rows_in_json() {
+        let columns = |pairs: &[(&str, &str)]| {
+            Row::Columns(
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            )
+        };
+        let diff = CommandDiff {
+            command: "ports".into(),
+            changed: vec![ChangedRow {
+                key: columns(&[("port", "22")]),
+                before: columns(&[("port", "22"), ("path", "/usr/sbin/sshd")]),
+                after: columns(&[("port", "22"), ("path", "/tmp/sshd")]),
+                columns: vec!["path".into()],
+            }],
+            rare: vec![RareRow {
+                row: "nc -l".into(),
+                hosts: 2,
+            }],
+            ..CommandDiff::default()
+        };
+        assert!(diff.differs());
+        let json = serde_json::to_value(&diff).unwrap();
+        assert_eq!(json["changed"][0]["after"]["path"], "/tmp/sshd");
+        assert_eq!(
+            json["rare"][0],
+            serde_json::json!({"row": "nc -l", "hosts": 2})
+        );
+        // An older report, without the new fields, still reads; empty ones are left out.
+        let old: CommandDiff =
+            serde_json::from_str(r#"{"command":"c","score":0,"added":[],"removed":[]}"#).unwrap();
+        assert!(!old.differs());
+        let text = serde_json::to_string(&old).unwrap();
+        assert!(
+            !text.contains("changed") && !text.contains("rare"),
+            "{text}"
+        );
+        let report: Report = serde_json::from_str(r#"{"analysis":"a","hosts":[]}"#).unwrap();
+        assert_eq!(report.fleet_size, None);
     }
 
     #[test]

@@ -163,10 +163,18 @@ fn plugin() -> Result<&'static Plugin> {
 }
 
 /// Decode a call's input document; an empty input is the empty object (a call without arguments).
+/// The text is checked as UTF-8 once, up front, which is faster than serde_json checking each
+/// string of a large document as it goes.
 fn decode<'a, T: Deserialize<'a>>(method: &str, input: &'a [u8]) -> Result<T> {
-    let input = if input.is_empty() { b"{}" } else { input };
-    serde_json::from_slice(input)
-        .map_err(|e| anyhow::anyhow!("the host sent a malformed document to {method}: {e}"))
+    let malformed = |e: &dyn std::fmt::Display| {
+        anyhow::anyhow!("the host sent a malformed document to {method}: {e}")
+    };
+    let text = if input.is_empty() {
+        "{}"
+    } else {
+        std::str::from_utf8(input).map_err(|e| malformed(&e))?
+    };
+    serde_json::from_str(text).map_err(|e| malformed(&e))
 }
 
 fn encode<T: Serialize + ?Sized>(
@@ -346,7 +354,10 @@ impl Dispatch for Adapter<dyn Payload> {
         match method {
             "generate" => {
                 let request: protocol::PayloadGenerate<'_> = decode(method, input)?;
-                encode(output, &self.0.generate(request.incident.as_deref())?)
+                let commands = self
+                    .0
+                    .generate_for(&request.targets, request.incident.as_deref())?;
+                encode(output, &commands)
             }
             _ => Err(no_such_method(ComponentKind::Payload, method)),
         }

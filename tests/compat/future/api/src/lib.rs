@@ -122,12 +122,19 @@
 //! A trait method added in a minor release has a default implementation: rebuilding is all it
 //! takes to pick it up.
 
+#![deny(missing_docs)]
+
 mod author;
 pub mod documents;
+// The export layer and the FFI types it fills: the only places a plugin's `unsafe` lives.
+#[allow(unsafe_code)]
 mod export;
+#[allow(unsafe_code)]
 pub mod ffi;
 pub mod manifest;
+pub mod options;
 pub mod protocol;
+pub mod rows;
 
 pub use anyhow;
 pub use author::{
@@ -135,8 +142,8 @@ pub use author::{
     Result, Target,
 };
 pub use documents::{
-    AnalysisInput, Command, CommandDiff, HostReport, Parser, Record, RecordStatus, Report, Row,
-    Table, TargetInfo,
+    AnalysisInput, ChangedRow, Command, CommandDiff, HostReport, Parser, RareRow, Record,
+    RecordStatus, Report, Row, Table, TargetInfo,
 };
 pub use manifest::{
     Component, ComponentKind, Manifest, OptionSpec, OptionType, Permission, Subcommand,

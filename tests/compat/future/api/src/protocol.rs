@@ -160,6 +160,10 @@ pub struct PayloadGenerate<'a> {
     /// The incident id, where one exists.
     #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
     pub incident: Option<Cow<'a, str>>,
+    /// The targets the commands are for (since 0.2.1; a host before it sends none), for a
+    /// payload whose commands depend on them, such as one that replays what evidence holds.
+    #[serde(default, skip_serializing_if = "<[_]>::is_empty")]
+    pub targets: Cow<'a, [TargetInfo]>,
 }
 
 /// `collection.get`: run commands on targets. Answer: an array of
@@ -292,6 +296,20 @@ mod tests {
                 spec.name
             );
         }
+    }
+
+    #[test]
+    fn a_generate_request_without_targets_is_one_from_an_older_host() {
+        let request: PayloadGenerate<'_> = serde_json::from_str(r#"{"incident":"IR-1"}"#).unwrap();
+        assert!(request.targets.is_empty());
+        let request = PayloadGenerate {
+            targets: Cow::Owned(vec![TargetInfo::new("web-1")]),
+            ..PayloadGenerate::default()
+        };
+        assert_eq!(
+            serde_json::to_string(&request).unwrap(),
+            r#"{"targets":[{"id":"web-1"}]}"#
+        );
     }
 
     #[test]
