@@ -34,3 +34,24 @@ release_build() {
   cache="${DIFFY_BENCH_CACHE:-${TMPDIR:-/tmp}/diffy-bench}"
   mkdir -p "$cache"
 }
+
+# nushell with its `inc` plugin registered, cached under $cache/nushell: sets $nu and $nu_plugins.
+# Returns 1 (and says why) when either cannot be had.
+ensure_nushell() {
+  local dir="$cache/nushell" version="0.115.1"
+  nu="$dir/node_modules/.bin/nu"
+  nu_plugins="$dir/plugins.msgpackz"
+  if [ ! -x "$nu" ]; then
+    if ! command -v npm >/dev/null 2>&1; then echo "note: no npm: nushell is not measured" >&2; return 1; fi
+    mkdir -p "$dir"
+    (cd "$dir" && npm install --silent "nushell@$version" >/dev/null 2>&1) || { echo "note: npm could not install nushell" >&2; return 1; }
+  fi
+  if [ ! -x "$dir/bin/nu_plugin_inc" ]; then
+    echo "== building nu_plugin_inc $version (once; a few minutes)" >&2
+    cargo install --quiet --locked --root "$dir" "nu_plugin_inc@$version" >&2 || { echo "note: nu_plugin_inc did not build" >&2; return 1; }
+  fi
+  if [ ! -f "$nu_plugins" ]; then
+    "$nu" --plugin-config "$nu_plugins" -c "plugin add '$dir/bin/nu_plugin_inc'" >/dev/null
+  fi
+  "$nu" --plugin-config "$nu_plugins" -c '1 | inc' >/dev/null
+}

@@ -8,7 +8,7 @@
 # opens (LD_DEBUG=files), and collects the load and activation times `diffy -v sweeten count` logs.
 #
 #   scripts/bench-process.sh [--sizes "0 1 100 1000"] [--runs 20] [--rounds 3] [--warmup 3]
-#                            [--out DIR] [--no-build]
+#                            [--out DIR] [--no-build] [--no-nushell]
 #
 # Configuration directories are kept under ${DIFFY_BENCH_CACHE:-${TMPDIR:-/tmp}/diffy-bench},
 # keyed on the built binary and libraries, so the 1,000 installs happen once per build. The
@@ -23,6 +23,7 @@ rounds=3
 warmup=3
 out=""
 build=1
+nushell=1
 
 usage() { sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
@@ -33,6 +34,7 @@ while [ $# -gt 0 ]; do
     --warmup) warmup="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --no-build) build=0; shift ;;
+    --no-nushell) nushell=0; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "error: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -94,8 +96,16 @@ for command in "${commands[@]}"; do
     args+=(--command-name "n=$n $command" "'$diffy' --config-dir '$root/n$n/config' $command")
   done
 done
-if command -v nu >/dev/null 2>&1; then
-  args+=(--command-name "nu -c '1 | inc'" "nu -c '1 | inc'")
+# The same plugin command with the plugin isolated in its sandboxed runner (name as in
+# bench_tools.py's ISOLATED_COMMAND).
+if [[ " $sizes " == *" 1 "* ]]; then
+  args+=(--command-name "isolated: diffy --isolate-plugins sweeten count (1 plugin)"
+    "'$diffy' --config-dir '$root/n1/config' --isolate-plugins sweeten count")
+fi
+# nushell's own plugin call, the peer the budgets name: `nu` from npm and nu_plugin_inc from
+# crates.io, both cached (the plugin takes minutes to build the first time). --no-nushell skips it.
+if [ "$nushell" = 1 ] && ensure_nushell; then
+  args+=(--command-name "nu -c '1 | inc'" "'$nu' --plugin-config '$nu_plugins' -c '1 | inc'")
 fi
 
 for ((round = 1; round <= rounds; round++)); do

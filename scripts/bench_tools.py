@@ -202,6 +202,10 @@ def verdict(ok):
     return "holds" if ok else "DOES NOT HOLD"
 
 
+# The isolated variant of the plugin command that scripts/bench-process.sh times.
+ISOLATED_COMMAND = "isolated: diffy --isolate-plugins sweeten count (1 plugin)"
+
+
 def process_report(args):
     out = args.outdir
     with open(os.path.join(out, "meta.json")) as f:
@@ -306,6 +310,16 @@ def process_report(args):
                 f"{ms(one)} ms vs {ms(reference)} ms ({source}): {reference / one:.1f}× faster",
             )
         )
+        isolated = medians.get(ISOLATED_COMMAND)
+        if isolated is not None:
+            budgets.append(
+                (
+                    f"Isolated, `diffy {plugin}` is at least 5× faster than `nu -c '1 \\| inc'`",
+                    isolated * 5 <= reference,
+                    f"{ms(isolated)} ms isolated ({ms(isolated - one)} ms more than in process) vs "
+                    f"{ms(reference)} ms ({source}): {reference / isolated:.1f}× faster",
+                )
+            )
     if loads:
         totals = [load + act for _, load, act in loads]
         m = statistics.median(totals)

@@ -24,6 +24,8 @@ use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use diffy_core::component::{AnalysisHandle, PersistenceHandle};
+use diffy_core::isolation::IsolatedPlugin;
+use diffy_core::isolation::frames::RunnerSpec;
 use diffy_core::services::HostServices;
 use diffy_plugin_api::{
     Analysis, AnalysisInput, Command, ComponentKind, Persistence, Record, RecordStatus, Report,
@@ -240,5 +242,138 @@ fn calls(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, calls);
+/// The same calls to the same fixture components, served by an isolated runner: the frame's round
+/// trip through a socket to a child process and back.
+fn isolated_calls(c: &mut Criterion) {
+    let data = tempfile::tempdir().expect("temp dir");
+    let spec = RunnerSpec {
+        name: Some(common::FIXTURE_NAME.into()),
+        library: common::library("diffy-fixture"),
+        shown_as: None,
+        sha256: None,
+        previous: None,
+        permissions: Vec::new(),
+        data_dir: data.path().join("fixture"),
+        temp_dir: Default::default(),
+        probe: false,
+    };
+    let runner = common::diffy_executable();
+    let isolated = IsolatedPlugin::start(&runner, spec, None).expect("start the runner");
+    let mut options = Map::new();
+    options.insert("mode".into(), json!("ok"));
+    let services = || HostServices::new(common::FIXTURE_NAME, data.path().join("fixture"));
+    let persistence = isolated
+        .activate(
+            ComponentKind::Persistence,
+            common::FIXTURE_SLUG,
+            services(),
+            &options,
+        )
+        .map(PersistenceHandle::from)
+        .expect("activate persistence");
+    let analysis = isolated
+        .activate(
+            ComponentKind::Analysis,
+            common::FIXTURE_SLUG,
+            services(),
+            &options,
+        )
+        .map(AnalysisHandle::from)
+        .expect("activate analysis");
+    assert_eq!(persistence.get("key").unwrap(), None);
+
+    let mut group = c.benchmark_group("call/no_data");
+    group
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    group.bench_function("isolated", |b| {
+        b.iter(|| matches!(black_box(&persistence).get(black_box("key")), Ok(None)))
+    });
+    group.finish();
+
+    let large = record(1000, 64);
+    let mut group = c.benchmark_group("call/analysis_record_1000_rows");
+    group
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    group.bench_function("isolated", |b| {
+        b.iter_batched(
+            || analysis_input(&large),
+            |input| black_box(&analysis).run(input, None),
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+/// The boundary's share of a real analysis: diffy-local's local-simple comparing one host's
+/// 1,000-row record with a baseline of 1,000 rows, through the boundary, against what the boundary
+/// adds — encoding the request and decoding it on the other side, encoding the report and
+/// decoding it back — measured alone on the same documents.
+fn boundary_share(c: &mut Criterion) {
+    let data = tempfile::tempdir().expect("temp dir");
+    let expect = diffy_core::loader::Expectation {
+        name: Some("diffy-local"),
+        ..Default::default()
+    };
+    let local = diffy_core::loader::load(&common::library("diffy-local"), expect).expect("load");
+    let declaration = local
+        .manifest
+        .component(ComponentKind::Analysis, "local-simple")
+        .expect("local-simple")
+        .clone();
+    let options = declaration.resolve_options(&Map::new()).expect("defaults");
+    let simple = local
+        .activate(
+            ComponentKind::Analysis,
+            "local-simple",
+            HostServices::new("diffy-local", data.path().join("local")),
+            &options,
+        )
+        .map(AnalysisHandle::from)
+        .expect("activate local-simple");
+    let host = record(1000, 64);
+    let mut baseline = record(1000, 64);
+    baseline.target = "baseline".into();
+    baseline.stdout = baseline
+        .stdout
+        .replacen("libexample0000", "libexample9999", 1);
+    let input = || AnalysisInput {
+        commands: vec![Command::new("packages", "dpkg -l")],
+        records: vec![host.clone()],
+        baseline: Some(vec![baseline.clone()]),
+    };
+    let report = simple.run(input(), None).expect("local-simple runs");
+    assert_eq!(report.hosts.len(), 1);
+
+    let mut group = c.benchmark_group("call/boundary_share_local_simple_1000_rows");
+    group
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
+    group.bench_function("analysis_through_the_boundary", |b| {
+        b.iter_batched(input, |i| simple.run(i, None), BatchSize::SmallInput)
+    });
+    group.bench_function("the_boundary_alone", |b| {
+        b.iter_batched(
+            input,
+            |i| {
+                let request = diffy_plugin_api::protocol::AnalysisRun {
+                    input: std::borrow::Cow::Owned(i),
+                    incident: None,
+                };
+                let sent = serde_json::to_vec(&request).expect("encode");
+                let received: diffy_plugin_api::protocol::AnalysisRun<'_> =
+                    serde_json::from_slice(&sent).expect("decode");
+                black_box(&received);
+                let answer = serde_json::to_vec(&report).expect("encode");
+                let back: Report = serde_json::from_slice(&answer).expect("decode");
+                black_box(back)
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, calls, isolated_calls, boundary_share);
 criterion_main!(benches);

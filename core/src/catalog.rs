@@ -358,7 +358,7 @@ fn refresh(
         });
     } else if settings.isolation_of(&plugin) == Isolation::Process {
         let spec = isolation::spec_for(&plugin, settings.data_dir(name), None);
-        match IsolatedPlugin::probe(spec) {
+        match IsolatedPlugin::probe(&settings.runner, spec) {
             Ok(started) => plugin.manifest = Some(started.manifest),
             Err(error) => plugin.error = Some(error),
         }

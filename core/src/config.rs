@@ -28,6 +28,9 @@ pub struct Settings {
     pub bundled_plugins: bool,
     /// Which plugins run isolated this run, beyond those registered so (`--isolate-plugins`).
     pub isolate: IsolateOverride,
+    /// The `diffy` executable that serves isolated plugins: this one, unless the core is
+    /// embedded in another program (a benchmark, a test harness), which names the built `diffy`.
+    pub runner: PathBuf,
 }
 
 /// `--isolate-plugins`: isolate more plugins than the registry says, for one run.
@@ -70,6 +73,7 @@ impl Settings {
             user_plugins: true,
             bundled_plugins: true,
             isolate: IsolateOverride::AsRegistered,
+            runner: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("diffy")),
         })
     }
 

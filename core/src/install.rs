@@ -272,7 +272,12 @@ fn isolation_flag(options: InstallOptions) -> Option<Isolation> {
 
 /// Load `library` (a staged copy of `candidate`) to verify it, naming the candidate: in a
 /// sandboxed runner when the plugin is to run isolated, so its code never runs in diffy itself.
-fn load_checked(library: &Path, candidate: &Candidate, isolation: Isolation) -> Result<Manifest> {
+fn load_checked(
+    settings: &Settings,
+    library: &Path,
+    candidate: &Candidate,
+    isolation: Isolation,
+) -> Result<Manifest> {
     let failed =
         |e: String| Error::Plugin(format!("cannot install {}: {e}", candidate.shown.display()));
     if isolation == Isolation::Process {
@@ -289,7 +294,7 @@ fn load_checked(library: &Path, candidate: &Candidate, isolation: Isolation) -> 
             temp_dir: PathBuf::new(),
             probe: true,
         };
-        return IsolatedPlugin::probe(spec)
+        return IsolatedPlugin::probe(&settings.runner, spec)
             .map(|started| started.manifest)
             .map_err(failed);
     }
@@ -309,7 +314,7 @@ fn link(
 ) -> Result<InstallOutcome> {
     let library = fs::canonicalize(&candidate.library).with_path("resolve", &candidate.library)?;
     registry::modify(&settings.config_dir, |registry| {
-        let manifest = load_checked(&library, candidate, isolation.unwrap_or_default())?;
+        let manifest = load_checked(settings, &library, candidate, isolation.unwrap_or_default())?;
         let name = manifest.name.clone();
         let path_text = library.to_string_lossy().into_owned();
         if let Some(existing) = registry.get(&name) {
@@ -376,7 +381,7 @@ fn copy_in(
             .and_then(|name| registry.get(name))
             .and_then(|entry| entry.isolation);
         let verify_as = isolation.or(registered).unwrap_or_default();
-        let manifest = load_checked(&staged, candidate, verify_as)?;
+        let manifest = load_checked(settings, &staged, candidate, verify_as)?;
         let name = manifest.name.clone();
         let version = manifest.version.clone();
         if let Some(expected) = expected_name

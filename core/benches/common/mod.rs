@@ -37,7 +37,7 @@ pub fn ensure_plugins_built() {
             .arg(&manifest)
             .arg("--target-dir")
             .arg(target)
-            .args(["-p", "diffy-fixture", "-p", "diffy-local"]);
+            .args(["-p", "diffy-fixture", "-p", "diffy-local", "-p", "diffy"]);
         if profile.file_name().is_some_and(|p| p != "debug") {
             build.arg("--release");
         }
@@ -62,6 +62,12 @@ pub fn load_fixture() -> diffy_core::loader::LoadedLibrary {
         ..Default::default()
     };
     diffy_core::loader::load(&library("diffy-fixture"), expect).expect("load the fixture")
+}
+
+/// The built `diffy` of the profile directory, which serves isolated plugins.
+pub fn diffy_executable() -> PathBuf {
+    ensure_plugins_built();
+    profile_dir().join(format!("diffy{}", std::env::consts::EXE_SUFFIX))
 }
 
 /// The fixture's slot patching, shared with the end-to-end tests.

@@ -131,7 +131,7 @@ impl Activator {
             self.settings.data_dir(&plugin.name),
             previous.clone(),
         );
-        let isolated = IsolatedPlugin::start(spec, self.call_timeout)
+        let isolated = IsolatedPlugin::start(&self.settings.runner, spec, self.call_timeout)
             .map_err(|why| isolation::start_error(plugin, why))?;
         self.remember_verification(
             &plugin.library,

@@ -14,7 +14,7 @@ pub mod sandbox;
 use std::collections::HashMap;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
@@ -103,6 +103,7 @@ impl IsolatedPlugin {
     /// Start a runner for `spec`'s library and wait until it has loaded it in its sandbox. Calls
     /// that do not answer within `timeout` kill the runner.
     pub fn start(
+        runner: &Path,
         mut spec: RunnerSpec,
         timeout: Option<Duration>,
     ) -> Result<IsolatedPlugin, String> {
@@ -117,7 +118,7 @@ impl IsolatedPlugin {
                 spec.data_dir.display()
             )
         })?;
-        let (mut child, stream) = spawn_runner(&spec)?;
+        let (mut child, stream) = spawn_runner(runner, &spec)?;
         let mut reader = stream
             .try_clone()
             .map_err(|e| format!("cannot use the runner's socket: {e}"))?;
@@ -191,9 +192,9 @@ impl IsolatedPlugin {
     /// Load `spec`'s library in a sandboxed runner and report what it found, without serving
     /// anything: `plugin install --isolate` verifies a library this way, `plugin info` shows its
     /// sandbox.
-    pub fn probe(mut spec: RunnerSpec) -> Result<Started, String> {
+    pub fn probe(runner: &Path, mut spec: RunnerSpec) -> Result<Started, String> {
         spec.probe = true;
-        let plugin = IsolatedPlugin::start(spec, None)?;
+        let plugin = IsolatedPlugin::start(runner, spec, None)?;
         Ok(plugin.started.clone())
     }
 
@@ -244,13 +245,11 @@ impl Drop for IsolatedPlugin {
 
 /// Start `diffy <RUNNER_COMMAND>` with one end of a socket pair as its standard input. Its
 /// standard output and error are diffy's, so what a CLI plugin prints reaches the user.
-fn spawn_runner(spec: &RunnerSpec) -> Result<(Child, UnixStream), String> {
-    let exe = std::env::current_exe()
-        .map_err(|e| format!("cannot find the diffy executable to run the plugin with: {e}"))?;
+fn spawn_runner(runner: &Path, spec: &RunnerSpec) -> Result<(Child, UnixStream), String> {
     let (ours, theirs) =
         UnixStream::pair().map_err(|e| format!("cannot create the runner's socket: {e}"))?;
     // The plugin's name is in the runner's argv only so that `ps` says whose runner it is.
-    let child = Command::new(exe)
+    let child = Command::new(runner)
         .arg(RUNNER_COMMAND)
         .arg(spec.name.as_deref().unwrap_or("(being installed)"))
         .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
@@ -258,7 +257,7 @@ fn spawn_runner(spec: &RunnerSpec) -> Result<(Child, UnixStream), String> {
         // Its own process group, so that killing it takes whatever it started along.
         .process_group(0)
         .spawn()
-        .map_err(|e| format!("cannot start the plugin runner: {e}"))?;
+        .map_err(|e| format!("cannot start the plugin runner {}: {e}", runner.display()))?;
     Ok((child, ours))
 }
 
