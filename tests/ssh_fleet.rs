@@ -110,6 +110,23 @@ fn rows(diff: &Value, side: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The rows a cluster analysis found on this host and on few others, with how many hosts have each.
+fn rare_rows(diff: &Value) -> Vec<(String, u64)> {
+    diff["rare"]
+        .as_array()
+        .map(|rows| {
+            rows.iter()
+                .map(|r| {
+                    (
+                        r["row"].as_str().unwrap_or("").to_string(),
+                        r["hosts"].as_u64().unwrap_or(0),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn command_diff<'a>(host: &'a Value, command: &str) -> &'a Value {
     host["commands"]
         .as_array()
@@ -174,18 +191,23 @@ fn a_fleet_over_ssh_ranks_the_tampered_host_first_and_names_every_failure() {
     let took = started.elapsed();
     let report = json_of(&output);
 
-    // The tampered host comes first, for its account and its cron line.
+    // The tampered host comes first, for its account and its cron line, each found on it alone.
     let ranked = report["hosts"].as_array().unwrap();
     assert_eq!(ranked.len(), 13, "{report}");
     let first = &ranked[0];
     assert_eq!(first["target"], "tampered", "{report}");
     let backdoor = BACKDOOR_ACCOUNT.replace(':', " ");
     assert_eq!(
-        rows(command_diff(first, "login-accounts"), "added"),
-        [backdoor]
+        rare_rows(command_diff(first, "login-accounts")),
+        [(backdoor, 1)],
+        "{first}"
     );
-    let cron = rows(command_diff(first, "cron-entries"), "added");
-    assert_eq!(cron, [format!("/etc/crontab:{MALICIOUS_CRON}")], "{first}");
+    let cron = rare_rows(command_diff(first, "cron-entries"));
+    assert_eq!(
+        cron,
+        [(format!("/etc/crontab:{MALICIOUS_CRON}"), 1)],
+        "{first}"
+    );
     // The healthy hosts, alike on every command collected over SSH, are not suspects.
     for host in ranked
         .iter()
