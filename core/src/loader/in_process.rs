@@ -81,7 +81,9 @@ struct InProcess {
 
 impl Transport for InProcess {
     fn call(&self, method: &str, input: &[u8]) -> Result<Vec<u8>, CallFailure> {
-        let mut output = RVec::new();
+        // Room for a small answer up front: the plugin writes it token by token, and each growth
+        // of an empty buffer is a reallocation through the vector's vtable.
+        let mut output = RVec::with_capacity(256);
         let status = self.component.call(
             RStr::from_str(method),
             RSlice::from_slice(input),
