@@ -3,7 +3,9 @@
 mod cli;
 mod commands;
 mod output;
+mod printable;
 mod progress;
+mod table;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -23,7 +25,8 @@ fn main() -> ExitCode {
         // Whoever read our output stopped reading (`| head`): nothing is wrong, nothing to say.
         Err(error) if error.is_closed_pipe() => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error}");
+            // Errors quote what plugins said and what evidence holds.
+            eprintln!("error: {}", printable::printable(&error.to_string()));
             ExitCode::from(error.exit_code())
         }
     }
@@ -43,5 +46,21 @@ fn init_tracing(verbose: u8, quiet: bool) {
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal())
         .with_timer(tracing_subscriber::fmt::time::uptime())
+        .fmt_fields(printable_fields())
         .init();
+}
+
+/// Log fields as `tracing-subscriber` writes them (the message bare, others as `name=value`),
+/// each made [`printable`](printable::printable): a plugin's log lines carry evidence too.
+fn printable_fields() -> impl for<'writer> tracing_subscriber::fmt::FormatFields<'writer> {
+    use tracing_subscriber::field::MakeExt;
+    tracing_subscriber::fmt::format::debug_fn(|writer, field, value| {
+        let text = format!("{value:?}");
+        let shown = printable::printable(&text);
+        match field.name() {
+            "message" => write!(writer, "{shown}"),
+            name => write!(writer, "{name}={shown}"),
+        }
+    })
+    .delimited(" ")
 }

@@ -10,6 +10,7 @@ use diffy_plugin_api::ComponentKind;
 
 use crate::cli::Cli;
 use crate::output::out;
+use crate::printable::printable;
 
 /// The root command with every usable plugin namespace added as a subcommand.
 fn command_with_plugins(catalog: &Catalog) -> clap::Command {
@@ -29,20 +30,26 @@ fn command_with_plugins(catalog: &Catalog) -> clap::Command {
     root
 }
 
+/// A plugin namespace as a clap command, from what its manifest says (made printable: a
+/// manifest is the plugin's text).
 fn plugin_command(component: &diffy_plugin_api::Component, plugin: &str) -> clap::Command {
     let mut command = clap::Command::new(component.name.clone())
-        .about(format!("{} [plugin {plugin}]", component.summary))
+        .about(format!(
+            "{} [plugin {plugin}]",
+            printable(&component.summary)
+        ))
         .disable_help_subcommand(true)
         .after_help(format!(
             "Run 'diffy {} --help' for the plugin's full help.",
             component.name
         ));
     if !component.usage.is_empty() {
-        command = command.override_usage(component.usage.clone());
+        command = command.override_usage(printable(&component.usage).into_owned());
     }
     for sub in &component.subcommands {
-        command =
-            command.subcommand(clap::Command::new(sub.name.clone()).about(sub.summary.clone()));
+        let name = printable(&sub.name).into_owned();
+        let summary = printable(&sub.summary).into_owned();
+        command = command.subcommand(clap::Command::new(name).about(summary));
     }
     command
 }
@@ -50,7 +57,10 @@ fn plugin_command(component: &diffy_plugin_api::Component, plugin: &str) -> clap
 /// The catalog, or none with a warning: a broken registry must not take help away.
 fn catalog_or_built_ins(settings: &Settings) -> Catalog {
     Catalog::build(settings).unwrap_or_else(|error| {
-        eprintln!("warning: {error}; plugin commands are not listed");
+        eprintln!(
+            "warning: {}; plugin commands are not listed",
+            printable(&error.to_string())
+        );
         Catalog::default()
     })
 }

@@ -9,6 +9,7 @@ use diffy_plugin_api::Report;
 use super::report;
 use crate::cli::{Format, ShowArgs};
 use crate::output::{out, outln};
+use crate::printable::{printable, printable_json};
 
 /// Run `diffy show`.
 pub fn run(settings: &Settings, args: ShowArgs) -> Result<u8> {
@@ -24,7 +25,7 @@ pub fn run(settings: &Settings, args: ShowArgs) -> Result<u8> {
             ),
             Format::Table => {
                 for key in &keys {
-                    outln!("{key}");
+                    outln!("{}", printable(key));
                 }
             }
         }
@@ -41,14 +42,16 @@ pub fn run(settings: &Settings, args: ShowArgs) -> Result<u8> {
         .flatten();
     match (args.format, report) {
         (Format::Table, Some(report)) => out!("{}", report::render(&report, args.max_rows)),
-        _ => {
+        (format, _) => {
             let value: serde_json::Value = serde_json::from_str(&document).map_err(|e| {
                 Error::Failure(format!("the document under {key:?} is not JSON: {e}"))
             })?;
-            outln!(
-                "{}",
-                serde_json::to_string_pretty(&value).expect("JSON serialises")
-            );
+            let json = serde_json::to_string_pretty(&value).expect("JSON serialises");
+            match format {
+                Format::Json => outln!("{json}"),
+                // For people, a record's output is JSON too, with nothing a terminal acts on.
+                Format::Table => outln!("{}", printable_json(&json)),
+            }
         }
     }
     Ok(0)
