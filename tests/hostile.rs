@@ -121,3 +121,150 @@ fn control_characters_in_evidence_are_escaped_visibly_in_tables_and_show_and_exa
         "{value}"
     );
 }
+
+/// A shell script for local-command that leaves processes named by `marker` (in their argv, so
+/// that `pgrep -f` finds them and nothing else) in every place a process can hide: the command
+/// itself, a background child in its group, and one detached into a session of its own.
+fn lingering(marker: &str) -> String {
+    format!(
+        "setsid sh -c 'sleep 300; :' {marker}-detached </dev/null >/dev/null 2>&1 & \
+         sh -c 'sleep 300; :' {marker}-background & \
+         sh -c 'sleep 300; :' {marker}-command"
+    )
+}
+
+/// The pids of processes whose command line holds `marker`.
+fn pgrep(marker: &str) -> Vec<String> {
+    let output = std::process::Command::new("pgrep")
+        .args(["-f", marker])
+        .output()
+        .expect("pgrep runs");
+    stdout_of(&output).lines().map(str::to_string).collect()
+}
+
+/// A marker no other test's processes carry.
+fn marker(env: &Env, case: &str) -> String {
+    let dir = env.scratch.path().file_name().unwrap().to_string_lossy();
+    format!("diffy-hostile-{case}-{dir}")
+}
+
+fn local_command_option(script: &str) -> String {
+    let commands = serde_json::json!([{"id": "slow", "run": script}]);
+    format!("local-command.commands={commands}")
+}
+
+#[test]
+fn a_timed_out_command_is_killed_with_everything_it_started_and_the_record_says_so() {
+    let env = Env::new();
+    let marker = marker(&env, "timeout");
+    let output = env
+        .diffy(["new", "analysis", "localhost", "--target-timeout", "1"])
+        .args(["--analysis-plugin", "local-cluster", "--format", "json"])
+        .args(["--option", &local_command_option(&lingering(&marker))])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    assert_eq!(pgrep(&marker), Vec::<String>::new(), "left running");
+
+    let keys = stdout_of(
+        &env.diffy(["show", "--prefix", "records/"])
+            .output()
+            .unwrap(),
+    );
+    let key = keys.lines().next().expect("a record was saved");
+    let output = env
+        .diffy(["show", key, "--format", "json"])
+        .output()
+        .unwrap();
+    let record: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(record["status"], "timeout", "{record}");
+    let stderr = record["stderr"].as_str().unwrap();
+    assert!(stderr.contains("did not finish within 1s"), "{stderr}");
+    assert!(stderr.contains("had started were killed"), "{stderr}");
+}
+
+#[test]
+fn what_a_command_detached_is_ended_when_diffy_exits() {
+    let env = Env::new();
+    let marker = marker(&env, "exit");
+    let script = format!(
+        "setsid sh -c 'sleep 300; :' {marker}-detached </dev/null >/dev/null 2>&1 & echo started"
+    );
+    let output = env
+        .diffy([
+            "new",
+            "analysis",
+            "localhost",
+            "--analysis-plugin",
+            "local-cluster",
+        ])
+        .args(["--option", &local_command_option(&script)])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    assert_eq!(pgrep(&marker), Vec::<String>::new(), "left running");
+}
+
+/// Start a run whose command lingers, wait until its processes run, send diffy `signal`, and
+/// check that diffy exits with 128 + the signal and leaves nothing behind.
+fn interrupted_mid_run(case: &str, signal: rustix::process::Signal, isolate: bool) {
+    let env = Env::new();
+    let marker = marker(&env, case);
+    // A std command, which can be spawned and signalled while it runs.
+    let mut command = std::process::Command::new(diffy_e2e::target_dir().join("diffy"));
+    command
+        .env("DIFFY_CONFIG_DIR", env.config_dir())
+        .env("DIFFY_BUNDLED_PLUGINS_DIR", diffy_e2e::target_dir())
+        .args(["new", "analysis", "localhost"]);
+    if isolate {
+        command.arg("--isolate-plugins=all");
+    }
+    let diffy = command
+        .args([
+            "--analysis-plugin",
+            "local-cluster",
+            "--target-timeout",
+            "600",
+        ])
+        .args(["--option", &local_command_option(&lingering(&marker))])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Mid-run: the three processes are running (a bound only so that a broken build fails).
+    let started = std::time::Instant::now();
+    while pgrep(&marker).len() < 3 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(120),
+            "the command never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let pid = rustix::process::Pid::from_raw(diffy.id() as i32).unwrap();
+    rustix::process::kill_process(pid, signal).unwrap();
+    let output = diffy.wait_with_output().unwrap();
+    let stderr = stderr_of(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(128 + signal.as_raw()),
+        "{stderr}"
+    );
+    assert!(stderr.contains("error: diffy stopped by SIG"), "{stderr}");
+    assert!(stdout_of(&output).is_empty(), "{}", stdout_of(&output));
+    assert_eq!(pgrep(&marker), Vec::<String>::new(), "left running");
+}
+
+#[test]
+fn ctrl_c_mid_run_ends_everything_diffy_started() {
+    interrupted_mid_run("sigint", rustix::process::Signal::INT, false);
+}
+
+#[test]
+fn sigterm_mid_run_ends_everything_diffy_started() {
+    interrupted_mid_run("sigterm", rustix::process::Signal::TERM, false);
+}
+
+#[test]
+fn sigterm_mid_run_ends_an_isolated_plugin_and_what_it_started() {
+    interrupted_mid_run("isolated", rustix::process::Signal::TERM, true);
+}

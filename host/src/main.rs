@@ -5,6 +5,7 @@ mod commands;
 mod output;
 mod printable;
 mod progress;
+mod signals;
 mod table;
 
 use std::io::IsTerminal;
@@ -18,6 +19,16 @@ fn main() -> ExitCode {
     if std::env::args_os().nth(1).as_deref() == Some(RUNNER_COMMAND.as_ref()) {
         return ExitCode::from(diffy_core::isolation::runner::serve());
     }
+    // What diffy and its plugins start ends with it: on Ctrl-C or SIGTERM, and on exit.
+    signals::handle_termination();
+    diffy_core::processes::become_subreaper();
+    let code = run();
+    signals::wait_if_stopping();
+    diffy_core::processes::end_descendants();
+    code
+}
+
+fn run() -> ExitCode {
     let cli = cli::Cli::parse();
     init_tracing(cli.verbose, cli.quiet);
     match commands::run(cli) {
@@ -25,6 +36,8 @@ fn main() -> ExitCode {
         // Whoever read our output stopped reading (`| head`): nothing is wrong, nothing to say.
         Err(error) if error.is_closed_pipe() => ExitCode::SUCCESS,
         Err(error) => {
+            // A failure that the stopping caused is not worth a line of its own.
+            signals::wait_if_stopping();
             // Errors quote what plugins said and what evidence holds.
             eprintln!("error: {}", printable::printable(&error.to_string()));
             ExitCode::from(error.exit_code())
