@@ -268,3 +268,36 @@ fn sigterm_mid_run_ends_everything_diffy_started() {
 fn sigterm_mid_run_ends_an_isolated_plugin_and_what_it_started() {
     interrupted_mid_run("isolated", rustix::process::Signal::TERM, true);
 }
+
+#[test]
+fn help_after_any_built_in_command_is_that_commands_help() {
+    let env = Env::new();
+    for (args, usage) in [
+        (
+            &["new", "--help"][..],
+            "Usage: diffy new [OPTIONS] <COMMAND>",
+        ),
+        (
+            &["new", "analysis", "--help"],
+            "Usage: diffy new analysis [OPTIONS] <TARGET_KEY>",
+        ),
+        (
+            &["new", "baseline", "-h"],
+            "Usage: diffy new baseline [OPTIONS] <TARGET_KEY>",
+        ),
+        (
+            &["plugin", "--help"],
+            "Usage: diffy plugin [OPTIONS] <COMMAND>",
+        ),
+        (
+            &["plugin", "install", "-h"],
+            "Usage: diffy plugin install [OPTIONS] <PATH>",
+        ),
+        (&["show", "--help"], "Usage: diffy show [OPTIONS] [KEY]"),
+    ] {
+        let output = env.diffy(args).output().unwrap();
+        assert!(output.status.success(), "{args:?}: {}", stderr_of(&output));
+        let help = stdout_of(&output);
+        assert!(help.contains(usage), "{args:?}: {help}");
+    }
+}

@@ -29,9 +29,18 @@ fn main() -> ExitCode {
 }
 
 fn run() -> ExitCode {
-    let cli = cli::Cli::parse();
-    init_tracing(cli.verbose, cli.quiet);
-    match commands::run(cli) {
+    let result = match commands::help::requested(&std::env::args_os().collect::<Vec<_>>()) {
+        Some(request) => {
+            init_tracing(0, false);
+            commands::help_after(request)
+        }
+        None => {
+            let cli = cli::Cli::parse();
+            init_tracing(cli.verbose, cli.quiet);
+            commands::run(cli)
+        }
+    };
+    match result {
         Ok(code) => ExitCode::from(code),
         // Whoever read our output stopped reading (`| head`): nothing is wrong, nothing to say.
         Err(error) if error.is_closed_pipe() => ExitCode::SUCCESS,
