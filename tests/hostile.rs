@@ -301,3 +301,21 @@ fn help_after_any_built_in_command_is_that_commands_help() {
         assert!(help.contains(usage), "{args:?}: {help}");
     }
 }
+
+#[test]
+fn a_repeated_option_is_refused_in_one_line() {
+    let env = Env::new();
+    let output = env
+        .diffy(["new", "baseline", "localhost"])
+        .args(["--option", "local-shell.timeout_secs=3"])
+        .args(["--option", "local-shell.timeout_secs=4"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        stderr_of(&output),
+        "error: --option local-shell.timeout_secs is given twice \
+         (\"local-shell.timeout_secs=3\" and \"local-shell.timeout_secs=4\"); give it once\n"
+    );
+    assert_eq!(env.diffy(["show"]).output().unwrap().stdout, b"");
+}
