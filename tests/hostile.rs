@@ -319,3 +319,22 @@ fn a_repeated_option_is_refused_in_one_line() {
     );
     assert_eq!(env.diffy(["show"]).output().unwrap().stdout, b"");
 }
+
+#[test]
+fn show_of_a_keys_first_segments_lists_the_keys_beneath() {
+    let env = Env::new();
+    let output = env
+        .diffy(["new", "baseline", "localhost"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    let all = stdout_of(&env.diffy(["show"]).output().unwrap());
+    for prefix in ["baseline/localhost", "baseline/localhost/", "baseline"] {
+        let output = env.diffy(["show", prefix]).output().unwrap();
+        assert!(output.status.success(), "{prefix}: {}", stderr_of(&output));
+        assert_eq!(stdout_of(&output), all, "{prefix}");
+    }
+    let output = env.diffy(["show", "baseline/elsewhere"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr_of(&output).contains("nothing is saved under"));
+}
