@@ -338,3 +338,35 @@ fn show_of_a_keys_first_segments_lists_the_keys_beneath() {
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr_of(&output).contains("nothing is saved under"));
 }
+
+/// `diffy ARGS` on a terminal `columns` wide (a pseudo-terminal made by `script`).
+fn on_terminal(env: &Env, columns: u16, args: &str) -> String {
+    let diffy = diffy_e2e::target_dir().join("diffy");
+    let line = format!("stty cols {columns} rows 40; {} {args}", diffy.display());
+    let output = std::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env("DIFFY_CONFIG_DIR", env.config_dir())
+        .env("DIFFY_BUNDLED_PLUGINS_DIR", diffy_e2e::target_dir())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("script runs");
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    stdout_of(&output)
+}
+
+#[test]
+fn tables_on_narrow_or_zero_column_terminals_keep_their_rows_whole() {
+    let env = Env::new();
+    for columns in [0, 20] {
+        let table = on_terminal(&env, columns, "plugin list");
+        assert!(
+            table
+                .lines()
+                .any(|line| line.contains("diffy-local  0.2.1") && line.contains("bundled")),
+            "{columns} columns: {table}"
+        );
+    }
+    // A wide terminal still fits the table to its width.
+    let table = on_terminal(&env, 200, "plugin list");
+    assert!(table.lines().any(|l| l.contains("diffy-local")), "{table}");
+}
