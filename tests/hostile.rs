@@ -370,3 +370,209 @@ fn tables_on_narrow_or_zero_column_terminals_keep_their_rows_whole() {
     let table = on_terminal(&env, 200, "plugin list");
     assert!(table.lines().any(|l| l.contains("diffy-local")), "{table}");
 }
+
+fn mkfifo(path: &Path) {
+    let status = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn a_registry_that_is_not_a_regular_file_or_too_large_is_refused_in_one_line() {
+    let env = Env::new();
+    let registry = env.config_dir().join("plugins.json");
+    type Make<'a> = Box<dyn Fn() + 'a>;
+    let cases: [(&str, Make); 4] = [
+        (
+            "it is a character device, not a regular file",
+            Box::new(|| std::os::unix::fs::symlink("/dev/zero", &registry).unwrap()),
+        ),
+        (
+            "it is a FIFO, not a regular file",
+            Box::new(|| mkfifo(&registry)),
+        ),
+        (
+            "it is a directory, not a regular file",
+            Box::new(|| std::fs::create_dir(&registry).unwrap()),
+        ),
+        (
+            "it is larger than 16 MiB",
+            Box::new(|| {
+                let file = std::fs::File::create(&registry).unwrap();
+                file.set_len(17 << 20).unwrap();
+            }),
+        ),
+    ];
+    for (fault, make) in cases {
+        make();
+        let output = env.diffy(["plugin", "list"]).output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{fault}");
+        assert_eq!(
+            stderr_of(&output),
+            format!("error: {}: {fault}\n", registry.display())
+        );
+        if registry.is_dir() {
+            std::fs::remove_dir(&registry).unwrap();
+        } else {
+            std::fs::remove_file(&registry).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_library_path_says_what_is_there_instead_of_not_found() {
+    let env = Env::new();
+    let fifo = env.scratch.path().join("libdiffy_fifo.so");
+    mkfifo(&fifo);
+    let dir = env.scratch.path().join("empty");
+    std::fs::create_dir(&dir).unwrap();
+    env.write_registry(&format!(
+        r#"{{"plugins_config_version":"1.0.0","plugins":[
+            {{"name":"diffy-zero","installation_type":"path","installation_path":"/dev/zero"}},
+            {{"name":"diffy-dir","installation_type":"path","installation_path":"{}"}},
+            {{"name":"diffy-fifo","installation_type":"path","installation_path":"{}"}}]}}"#,
+        dir.display(),
+        fifo.display()
+    ));
+    let list = stdout_of(&env.diffy(["plugin", "list"]).output().unwrap());
+    assert!(
+        list.contains("/dev/zero is a character device, not a library"),
+        "{list}"
+    );
+    assert!(
+        list.contains(&format!("{} is a directory, not a library", dir.display())),
+        "{list}"
+    );
+    assert!(
+        list.contains(&format!("{} is a FIFO, not a library", fifo.display())),
+        "{list}"
+    );
+
+    for (path, kind) in [
+        (fifo.as_path(), "a FIFO"),
+        (Path::new("/dev/zero"), "a character device"),
+    ] {
+        let output = env
+            .diffy(["plugin", "install", "--link"])
+            .arg(path)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2));
+        assert_eq!(
+            stderr_of(&output),
+            format!("error: {} is {kind}, not a library\n", path.display())
+        );
+    }
+}
+
+/// One record of an evidence fleet of twelve hosts whose `host-03` has `file` made by `make`.
+fn evidence_record(env: &Env, make: impl FnOnce(&Path), options: &[&str]) -> serde_json::Value {
+    let fleet = env.scratch.path().join("fleet");
+    for i in 0..12 {
+        write(fleet.join(format!("host-{i:02}/ps.txt")), "sshd\n");
+    }
+    make(&fleet.join("host-03/ps.txt"));
+    let mut args = vec!["--format", "json"];
+    for option in options {
+        args.extend(["--option", option]);
+    }
+    let output = analyse(env, &fleet, &args);
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    let keys = stdout_of(
+        &env.diffy(["show", "--prefix", "records/"])
+            .output()
+            .unwrap(),
+    );
+    let key = keys
+        .lines()
+        .find(|key| key.contains("/host-03/"))
+        .unwrap_or_else(|| panic!("no record of host-03 in {keys}"))
+        .to_string();
+    let output = env
+        .diffy(["show", &key, "--format", "json"])
+        .output()
+        .unwrap();
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[test]
+fn an_evidence_fifo_is_refused_instead_of_waited_on() {
+    let env = Env::new();
+    let record = evidence_record(
+        &env,
+        |path| {
+            std::fs::remove_file(path).unwrap();
+            mkfifo(path);
+            // Some evidence beside it, so that the host is collected.
+            write(path.with_file_name("uptime.txt"), "up 3 days\n");
+        },
+        &[],
+    );
+    assert_eq!(record["status"], "error", "{record}");
+    let stderr = record["stderr"].as_str().unwrap();
+    assert!(
+        stderr.contains("it is a FIFO, not a regular file"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_huge_sparse_evidence_file_is_cut_at_the_limit_and_marked() {
+    let env = Env::new();
+    let record = evidence_record(
+        &env,
+        |path| {
+            std::fs::File::create(path)
+                .unwrap()
+                .set_len(2 << 30)
+                .unwrap()
+        },
+        &["evidence-dir.max_output_mib=1"],
+    );
+    assert_eq!(record["truncated"], true, "{}", record["stderr"]);
+    assert_eq!(record["stdout"].as_str().unwrap().len(), 1 << 20);
+    let stderr = record["stderr"].as_str().unwrap();
+    assert!(
+        stderr.contains("evidence-dir: output cut at 1 MiB (option max_output_mib)"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn command_output_past_the_limit_is_cut_and_the_record_marked() {
+    let env = Env::new();
+    let script = "head -c 3000000 /dev/zero | tr '\\0' a; echo done >&2";
+    let output = env
+        .diffy([
+            "new",
+            "analysis",
+            "localhost",
+            "--analysis-plugin",
+            "local-cluster",
+        ])
+        .args(["--option", &local_command_option(script)])
+        .args(["--option", "local-shell.max_output_mib=1"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    let keys = stdout_of(
+        &env.diffy(["show", "--prefix", "records/"])
+            .output()
+            .unwrap(),
+    );
+    let key = keys.lines().next().expect("a record");
+    let output = env
+        .diffy(["show", key, "--format", "json"])
+        .output()
+        .unwrap();
+    let record: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(record["status"], "ok");
+    assert_eq!(record["truncated"], true);
+    assert_eq!(record["stdout"].as_str().unwrap().len(), 1 << 20);
+    assert_eq!(
+        record["stderr"],
+        "done\nlocal-shell: output cut at 1 MiB (option max_output_mib)"
+    );
+}
