@@ -207,7 +207,13 @@ fn what_a_command_detached_is_ended_when_diffy_exits() {
 
 /// Start a run whose command lingers, wait until its processes run, send diffy `signal`, and
 /// check that diffy exits with 128 + the signal and leaves nothing behind.
-fn interrupted_mid_run(case: &str, signal: rustix::process::Signal, isolate: bool) {
+/// With `close_stderr`, nobody reads diffy's stderr any more when the signal comes.
+fn interrupted_mid_run(
+    case: &str,
+    signal: rustix::process::Signal,
+    isolate: bool,
+    close_stderr: bool,
+) {
     let env = Env::new();
     let marker = marker(&env, case);
     // A std command, which can be spawned and signalled while it runs.
@@ -219,7 +225,7 @@ fn interrupted_mid_run(case: &str, signal: rustix::process::Signal, isolate: boo
     if isolate {
         command.arg("--isolate-plugins=all");
     }
-    let diffy = command
+    let mut diffy = command
         .args([
             "--analysis-plugin",
             "local-cluster",
@@ -240,6 +246,9 @@ fn interrupted_mid_run(case: &str, signal: rustix::process::Signal, isolate: boo
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    if close_stderr {
+        drop(diffy.stderr.take());
+    }
     let pid = rustix::process::Pid::from_raw(diffy.id() as i32).unwrap();
     rustix::process::kill_process(pid, signal).unwrap();
     let output = diffy.wait_with_output().unwrap();
@@ -249,24 +258,31 @@ fn interrupted_mid_run(case: &str, signal: rustix::process::Signal, isolate: boo
         Some(128 + signal.as_raw()),
         "{stderr}"
     );
-    assert!(stderr.contains("error: diffy stopped by SIG"), "{stderr}");
+    if !close_stderr {
+        assert!(stderr.contains("error: diffy stopped by SIG"), "{stderr}");
+    }
     assert!(stdout_of(&output).is_empty(), "{}", stdout_of(&output));
     assert_eq!(pgrep(&marker), Vec::<String>::new(), "left running");
 }
 
 #[test]
 fn ctrl_c_mid_run_ends_everything_diffy_started() {
-    interrupted_mid_run("sigint", rustix::process::Signal::INT, false);
+    interrupted_mid_run("sigint", rustix::process::Signal::INT, false, false);
 }
 
 #[test]
 fn sigterm_mid_run_ends_everything_diffy_started() {
-    interrupted_mid_run("sigterm", rustix::process::Signal::TERM, false);
+    interrupted_mid_run("sigterm", rustix::process::Signal::TERM, false, false);
 }
 
 #[test]
 fn sigterm_mid_run_ends_an_isolated_plugin_and_what_it_started() {
-    interrupted_mid_run("isolated", rustix::process::Signal::TERM, true);
+    interrupted_mid_run("isolated", rustix::process::Signal::TERM, true, false);
+}
+
+#[test]
+fn sigterm_with_nobody_reading_stderr_still_ends_everything_and_exits() {
+    interrupted_mid_run("stderr-closed", rustix::process::Signal::TERM, false, true);
 }
 
 #[test]

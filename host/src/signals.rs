@@ -7,6 +7,7 @@
 //! as a shell reports a process a signal ended. Children do not inherit the mask: the standard
 //! library clears it in every process it starts.
 
+use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::sys::signal::{SigSet, Signal};
@@ -42,7 +43,12 @@ pub fn handle_termination() {
             } else {
                 format!("; ended {ended} process(es) it had started")
             };
-            eprintln!("error: diffy stopped by {}{what}", signal.as_str());
+            // Not eprintln!: a closed stderr must not keep diffy from exiting.
+            let _ = writeln!(
+                std::io::stderr(),
+                "error: diffy stopped by {}{what}",
+                signal.as_str()
+            );
             std::process::exit(128 + signal as i32);
         });
     if started.is_err() {
