@@ -392,3 +392,50 @@ fn baseline_then_analysis_of_an_unchanged_host_over_ssh_reports_nothing() {
     }
     assert_eq!(leftovers(&env, &lab), Vec::<String>::new());
 }
+
+#[test]
+fn a_host_past_the_target_timeout_leaves_no_ssh_process_behind() {
+    let hosts = [HostSpec::new("hangs", Role::Hangs)];
+    let Some((lab, _guard)) = lab_or_skip("ssh target timeout", &hosts) else {
+        return;
+    };
+    let env = Env::new();
+    let commands = json!([{"id": "lab-hang", "run": HANG_COMMAND}]);
+    let inventory = lab.inventory();
+    let output = diffy(
+        &env,
+        &lab,
+        &[
+            "new",
+            "analysis",
+            inventory.to_str().unwrap(),
+            "--target-plugin",
+            "ssh-inventory",
+            "--collection-plugin",
+            "ssh",
+            "--analysis-plugin",
+            "local-cluster",
+            "--option",
+            &format!("local-command.commands={commands}"),
+            "--option",
+            "ssh.command_timeout=300",
+            "--target-timeout",
+            "3",
+            "--incident-id",
+            "IR-TIMEOUT",
+            "--format",
+            "json",
+        ],
+    );
+    json_of(&output);
+    let hang = record(&env, "IR-TIMEOUT", "hangs", "lab-hang");
+    assert_eq!(hang["status"], "timeout", "{hang}");
+    let stderr = hang["stderr"].as_str().unwrap();
+    assert!(stderr.contains("did not finish within 3s"), "{stderr}");
+    assert!(stderr.contains("it had started was killed"), "{stderr}");
+    let left: Vec<String> = leftovers(&env, &lab)
+        .into_iter()
+        .filter(|left| !left.contains("diffy-ssh-"))
+        .collect();
+    assert_eq!(left, Vec::<String>::new());
+}

@@ -299,7 +299,7 @@ fn bad_choices_are_clear_usage_errors() {
             "--option",
             "local-shell.bogus=1",
         ],
-        "local-shell has no option \"bogus\" (known: timeout_secs)",
+        "local-shell has no option \"bogus\" (known: max_output_mib, timeout_secs)",
     );
     fails(
         &[

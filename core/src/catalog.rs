@@ -290,7 +290,7 @@ fn known_from_entry(
                 Err(e) => (None, Some(e)),
             };
             if error.is_none() && !library.is_file() {
-                error = Some(format!("library not found: {}", library.display()));
+                error = Some(crate::files::not_a_library(&library));
             }
             KnownPlugin {
                 name: entry.name.clone(),
@@ -307,12 +307,17 @@ fn known_from_entry(
 }
 
 fn read_installed_manifest(path: &Path) -> Result<Manifest, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let cannot = |why: String| {
         format!(
-            "cannot read the cached manifest {}: {e}; reinstall the plugin",
+            "cannot read the cached manifest {}: {why}; reinstall the plugin",
             path.display()
         )
-    })?;
+    };
+    let text = match crate::files::read_regular(path, crate::registry::MAX_REGISTRY_BYTES) {
+        Ok(Some(bytes)) => String::from_utf8(bytes).map_err(|e| cannot(e.to_string()))?,
+        Ok(None) => return Err(cannot("No such file or directory (os error 2)".into())),
+        Err(fault) => return Err(cannot(fault.to_string())),
+    };
     serde_json::from_str(&text).map_err(|e| {
         format!(
             "the cached manifest {} is malformed: {e}; reinstall the plugin",
@@ -353,8 +358,8 @@ fn refresh(
     };
     if plugin.stamp.is_none() {
         plugin.error = Some(match source {
-            Source::Bundled => format!("bundled library not found: {}", plugin.library.display()),
-            _ => format!("library not found: {}", plugin.library.display()),
+            Source::Bundled => format!("bundled {}", crate::files::not_a_library(&plugin.library)),
+            _ => crate::files::not_a_library(&plugin.library),
         });
     } else if settings.isolation_of(&plugin) == Isolation::Process {
         let spec = isolation::spec_for(&plugin, settings.data_dir(name), None);

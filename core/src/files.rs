@@ -95,3 +95,113 @@ impl FileIdentity {
         FileIdentity::of_path(&std::env::current_exe().ok()?)
     }
 }
+
+/// What a file that is not a regular file is, for a message ("a directory", "a FIFO", …).
+pub fn describe(kind: fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_file() {
+        "a regular file"
+    } else if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "not a file"
+    }
+}
+
+/// Why a library path cannot be a library, in words that say what is there: "library not found:
+/// P" when nothing is, "P is a character device, not a library" when something else is.
+pub fn not_a_library(path: &Path) -> String {
+    match fs::metadata(path) {
+        Err(_) => format!("library not found: {}", path.display()),
+        Ok(metadata) => format!(
+            "{} is {}, not a library",
+            path.display(),
+            describe(metadata.file_type())
+        ),
+    }
+}
+
+/// Why [`read_regular`] read nothing.
+#[derive(Debug)]
+pub enum ReadFault {
+    /// The path is something else than a regular file (its [`describe`]).
+    NotRegular(&'static str),
+    /// The file holds more than the limit.
+    TooLarge(u64),
+    /// Reading failed.
+    Io(std::io::Error),
+}
+
+impl std::fmt::Display for ReadFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadFault::NotRegular(kind) => write!(f, "it is {kind}, not a regular file"),
+            ReadFault::TooLarge(limit) => write!(f, "it is larger than {} MiB", limit >> 20),
+            ReadFault::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// The bytes of the regular file `path`, at most `limit` of them; `Ok(None)` when there is no
+/// file. Opened without blocking (a FIFO would wait for a writer forever), checked on the open
+/// file (a path can be swapped), and never read past the limit (`/dev/zero` never ends).
+pub fn read_regular(path: &Path, limit: u64) -> std::result::Result<Option<Vec<u8>>, ReadFault> {
+    use std::io::Read;
+    let flags =
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::CLOEXEC;
+    let file = match rustix::fs::open(path, flags, rustix::fs::Mode::empty()) {
+        Ok(fd) => File::from(fd),
+        Err(rustix::io::Errno::NOENT) => return Ok(None),
+        Err(e) => return Err(ReadFault::Io(e.into())),
+    };
+    let metadata = file.metadata().map_err(ReadFault::Io)?;
+    if !metadata.is_file() {
+        return Err(ReadFault::NotRegular(describe(metadata.file_type())));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(metadata.len().min(limit)).unwrap_or(0));
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(ReadFault::Io)?;
+    if bytes.len() as u64 > limit {
+        return Err(ReadFault::TooLarge(limit));
+    }
+    Ok(Some(bytes))
+}
+
+#[cfg(test)]
+mod regular_tests {
+    use super::*;
+
+    #[test]
+    fn only_regular_files_within_the_limit_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        fs::write(&file, b"12345").unwrap();
+        assert_eq!(read_regular(&file, 5).unwrap().unwrap(), b"12345");
+        assert!(matches!(
+            read_regular(&file, 4),
+            Err(ReadFault::TooLarge(4))
+        ));
+        assert!(read_regular(&dir.path().join("none"), 5).unwrap().is_none());
+        assert!(matches!(
+            read_regular(dir.path(), 5),
+            Err(ReadFault::NotRegular("a directory"))
+        ));
+        assert!(matches!(
+            read_regular(Path::new("/dev/zero"), 5),
+            Err(ReadFault::NotRegular("a character device"))
+        ));
+        assert_eq!(
+            not_a_library(Path::new("/dev/zero")),
+            "/dev/zero is a character device, not a library"
+        );
+    }
+}

@@ -32,6 +32,9 @@ pub fn find_library(path: &Path) -> Result<PathBuf> {
     if metadata.is_file() {
         return Ok(path.to_path_buf());
     }
+    if !metadata.is_dir() {
+        return Err(Error::Usage(crate::files::not_a_library(path)));
+    }
     let mut libraries: Vec<PathBuf> = fs::read_dir(path)
         .with_path("read", path)?
         .filter_map(|entry| entry.ok().map(|e| e.path()))

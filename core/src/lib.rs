@@ -28,6 +28,7 @@ pub mod known;
 pub mod loader;
 pub mod manifest_cache;
 pub mod package;
+pub mod processes;
 pub mod progress;
 pub mod registry;
 pub mod scaffold;

@@ -6,7 +6,6 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io;
 use std::path::{Path, PathBuf};
 
 use diffy_plugin_api::manifest::check_plugin_name;
@@ -123,13 +122,18 @@ pub fn installed_dir(config_dir: &Path, name: &str, version: &str) -> PathBuf {
     config_dir.join("plugins").join(name).join(version)
 }
 
+/// The largest `plugins.json` read: a thousand plugins take a few hundred KiB.
+pub const MAX_REGISTRY_BYTES: u64 = 16 << 20;
+
 impl Registry {
-    /// Read `path`; a missing file is an empty registry.
+    /// Read `path`; a missing file is an empty registry. It must be a regular file of at most
+    /// [`MAX_REGISTRY_BYTES`].
     pub fn read(path: &Path) -> Result<Registry> {
-        match fs::read(path) {
-            Ok(bytes) => Registry::parse(path, &bytes),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Registry::default()),
-            Err(e) => Err(Error::io("read", path, e)),
+        match crate::files::read_regular(path, MAX_REGISTRY_BYTES) {
+            Ok(Some(bytes)) => Registry::parse(path, &bytes),
+            Ok(None) => Ok(Registry::default()),
+            Err(crate::files::ReadFault::Io(e)) => Err(Error::io("read", path, e)),
+            Err(fault) => Err(Error::Registry(format!("{}: {fault}", path.display()))),
         }
     }
 

@@ -7,6 +7,7 @@ use diffy_core::{Error, Result};
 
 /// Write `text` to stdout and flush it.
 pub fn write(text: std::fmt::Arguments<'_>) -> Result<()> {
+    crate::signals::wait_if_stopping();
     let mut stdout = std::io::stdout().lock();
     stdout
         .write_fmt(text)

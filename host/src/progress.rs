@@ -6,6 +6,8 @@ use std::sync::Mutex;
 use diffy_core::progress::{Progress, ProgressDisplay};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::printable::printable;
+
 /// Draws each indicator as a bar on stderr.
 pub struct TerminalProgress;
 
@@ -26,7 +28,8 @@ impl Progress for Bar {
                     .expect("valid template")
                     .progress_chars("=> "),
             )
-            .with_message(message.to_string());
+            // A plugin names what progresses.
+            .with_message(printable(message).into_owned());
         if let Ok(mut slot) = self.0.lock()
             && let Some(old) = slot.replace(bar)
         {

@@ -124,8 +124,15 @@ fn options_from_text(
     options: &[String],
 ) -> Result<Vec<Map<String, Value>>> {
     let mut result = vec![Map::new(); declarations.len()];
+    let mut given = std::collections::HashMap::new();
     for text in options {
         let (slug, key, value) = split_option(text)?;
+        // A repeated option is a mistake, not a merge: which one was meant cannot be known.
+        if let Some(first) = given.insert((slug, key), text) {
+            return Err(Error::Usage(format!(
+                "--option {slug}.{key} is given twice ({first:?} and {text:?}); give it once"
+            )));
+        }
         let mut matched_slug = false;
         let mut taken = false;
         let mut known = Vec::new();

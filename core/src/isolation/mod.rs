@@ -431,13 +431,14 @@ impl Shared {
     }
 }
 
-/// Kill the runner and everything in its process group.
+/// Kill the runner and everything in its process group, then what it started in groups of
+/// their own (the commands of an isolated collection).
 fn kill_group(child: &mut Child) {
     if let Some(group) = i32::try_from(child.id())
         .ok()
         .and_then(rustix::process::Pid::from_raw)
     {
-        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+        crate::processes::kill_tree(group);
     }
     let _ = child.kill();
 }

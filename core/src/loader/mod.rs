@@ -90,15 +90,25 @@ impl LoadedLibrary {
 pub fn load(path: &Path, expect: Expectation<'_>) -> Result<LoadedLibrary, String> {
     let started = Instant::now();
     let shown = expect.shown_as.unwrap_or(path);
-    let mut file = std::fs::File::open(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => format!("library not found: {}", shown.display()),
-        _ => format!("cannot open {}: {e}", shown.display()),
-    })?;
+    // Without blocking, so that a FIFO is refused instead of waited on; the open file is checked.
+    let flags =
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::CLOEXEC;
+    let mut file = match rustix::fs::open(path, flags, rustix::fs::Mode::empty()) {
+        Ok(fd) => std::fs::File::from(fd),
+        Err(rustix::io::Errno::NOENT) => {
+            return Err(format!("library not found: {}", shown.display()));
+        }
+        Err(e) => return Err(format!("cannot open {}: {e}", shown.display())),
+    };
     let metadata = file
         .metadata()
         .map_err(|e| format!("cannot read {}: {e}", shown.display()))?;
     if !metadata.is_file() {
-        return Err(format!("{} is not a file", shown.display()));
+        return Err(format!(
+            "{} is {}, not a library",
+            shown.display(),
+            crate::files::describe(metadata.file_type())
+        ));
     }
     check_ownership(path, &metadata)?;
     let identity = FileIdentity::of(&metadata);

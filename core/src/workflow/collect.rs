@@ -11,6 +11,7 @@ use diffy_plugin_api::{Command, Record, RecordStatus, TargetInfo};
 use super::RunOptions;
 use super::keys::now_rfc3339;
 use crate::component::CollectionHandle;
+use crate::processes;
 use crate::progress::Progress;
 
 /// Records standing in for a target whose collection failed as a whole.
@@ -81,12 +82,14 @@ fn collect_one(
 ) -> Vec<Record> {
     // The call runs on its own thread so a plugin that never returns costs a timeout, not the run.
     let (sender, receiver) = mpsc::channel();
+    let (thread_sender, thread) = mpsc::sync_channel(1);
     let (call_collection, call_commands, call_target) =
         (Arc::clone(collection), Arc::clone(commands), target.clone());
     let incident = run.incident.clone();
     let spawned = std::thread::Builder::new()
         .name(format!("collect {}", target.id))
         .spawn(move || {
+            let _ = thread_sender.send(processes::current_thread());
             let result = call_collection.get(
                 std::slice::from_ref(&call_target),
                 &call_commands,
@@ -110,15 +113,27 @@ fn collect_one(
             failed_records(target, commands, RecordStatus::Error, &error.to_string())
         }
         Err(_) => {
+            // The call is abandoned; what it started must not outlive it.
+            let ended = thread.recv().map_or(0, processes::end_started_by);
             let why = format!(
-                "plugin {} collection {} did not finish within {}s",
+                "plugin {} collection {} did not finish within {}s{}",
                 label.plugin,
                 label.name,
-                run.target_timeout.as_secs_f64()
+                run.target_timeout.as_secs_f64(),
+                killed(ended)
             );
             tracing::warn!(target = %target.id, "{why}");
             failed_records(target, commands, RecordStatus::Timeout, &why)
         }
+    }
+}
+
+/// What a timed-out call's record says of the processes it had started.
+pub(super) fn killed(processes: usize) -> String {
+    match processes {
+        0 => String::new(),
+        1 => "; the process it had started was killed".into(),
+        n => format!("; the {n} processes it had started were killed"),
     }
 }
 

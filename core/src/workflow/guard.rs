@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use crate::component::{Label, Typed};
 use crate::error::{Error, Result};
+use crate::processes;
+use rustix::process::Pid;
 
 /// How much longer a guard waits for a transport that ends overruns itself.
 const TRANSPORT_GRACE: Duration = Duration::from_secs(1);
@@ -19,6 +21,8 @@ pub(super) struct Guarded<H> {
     pub(super) label: Label,
     jobs: mpsc::Sender<Job>,
     timeout: Duration,
+    /// The thread the calls run on: what it started is ended when a call overruns.
+    thread: Pid,
 }
 
 impl<H: Send + Sync + 'static> Guarded<H> {
@@ -36,15 +40,23 @@ impl<H: Send + Sync + 'static> Guarded<H> {
             timeout
         };
         let (jobs, queue) = mpsc::channel::<Job>();
+        let (thread_sender, thread) = mpsc::sync_channel(1);
         std::thread::Builder::new()
             .name(format!("{} {}", label.kind, label.name))
-            .spawn(move || queue.into_iter().for_each(|job| job()))
+            .spawn(move || {
+                let _ = thread_sender.send(processes::current_thread());
+                queue.into_iter().for_each(|job| job());
+            })
             .map_err(|e| Error::Failure(format!("cannot start a thread: {e}")))?;
+        let thread = thread
+            .recv()
+            .map_err(|_| Error::Failure("the component's thread did not start".into()))?;
         Ok(Guarded {
             handle: Arc::new(handle),
             label,
             jobs,
             timeout,
+            thread,
         })
     }
 
@@ -56,23 +68,25 @@ impl<H: Send + Sync + 'static> Guarded<H> {
     ) -> Result<T> {
         let (answer, receiver) = mpsc::sync_channel(1);
         let handle = Arc::clone(&self.handle);
-        let timed_out = || {
+        let timed_out = |ended: usize| {
             Error::Plugin(format!(
-                "plugin {} {} {} did not return from {what} within {}s",
+                "plugin {} {} {} did not return from {what} within {}s{}",
                 self.label.plugin,
                 self.label.kind,
                 self.label.name,
-                self.timeout.as_secs_f64()
+                self.timeout.as_secs_f64(),
+                super::collect::killed(ended)
             ))
         };
         self.jobs
             .send(Box::new(move || {
                 let _ = answer.send(f(&handle));
             }))
-            .map_err(|_| timed_out())?;
+            .map_err(|_| timed_out(0))?;
         receiver
             .recv_timeout(self.timeout)
-            .map_err(|_| timed_out())?
+            // The call is abandoned; what it started must not outlive it.
+            .map_err(|_| timed_out(processes::end_started_by(self.thread)))?
     }
 
     pub(super) fn malformed(&self, fault: String) -> Error {

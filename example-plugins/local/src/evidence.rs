@@ -81,10 +81,46 @@ pub(crate) fn open_inside(root: &Path, path: &Path) -> Result<Option<File>, Stri
             root.display()
         ));
     }
-    match File::open(&resolved) {
-        Ok(file) => Ok(Some(file)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    // Without blocking: a FIFO would otherwise wait for a writer forever. What was opened is
+    // checked, not the path, which could be swapped in between.
+    let flags =
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::CLOEXEC;
+    let file = match rustix::fs::open(&resolved, flags, rustix::fs::Mode::empty()) {
+        Ok(fd) => File::from(fd),
+        Err(rustix::io::Errno::NOENT) => return Ok(None),
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    let kind = file
+        .metadata()
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        .file_type();
+    if !kind.is_file() {
+        return Err(format!(
+            "refused {}: it is {}, not a regular file",
+            path.display(),
+            describe(kind)
+        ));
+    }
+    Ok(Some(file))
+}
+
+/// What a file that is not a regular file is, for a message.
+pub(crate) fn describe(kind: fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_file() {
+        "a regular file"
+    } else {
+        "not a file"
     }
 }
 

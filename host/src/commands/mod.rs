@@ -1,7 +1,7 @@
 //! Commands: turn parsed arguments into calls on the core and print the results. No work that a
 //! test would want to call without a terminal lives here.
 
-mod help;
+pub mod help;
 mod new;
 mod plugin;
 mod report;
@@ -44,6 +44,12 @@ pub fn run(cli: Cli) -> Result<u8> {
         Some(Commands::Completions { shell }) => help::completions(&settings, shell),
         Some(Commands::External(args)) => run_namespace(settings, &args),
     }
+}
+
+/// `diffy COMMAND … --help`: that built-in command's help.
+pub fn help_after(request: help::Request) -> Result<u8> {
+    let settings = Settings::resolve(request.config_dir)?;
+    help::run(&settings, &request.path)
 }
 
 /// `diffy <namespace> ARGS…`: open only the library that owns the namespace.

@@ -10,6 +10,7 @@ use diffy_core::workflow::{self, Choices, RunOptions, defaults};
 use super::report;
 use crate::cli::{Format, NewCommand, PluginChoices};
 use crate::output::{out, outln};
+use crate::printable::printable;
 use crate::progress::TerminalProgress;
 
 fn run_options(
@@ -57,14 +58,18 @@ pub fn run(settings: &Settings, command: NewCommand) -> Result<u8> {
                 .count();
             outln!(
                 "Saved baseline {target_key:?} from {}: {} commands ({} failed).",
-                outcome.target.id,
+                printable(&outcome.target.id),
                 outcome.records.len(),
                 failed
             );
             for record in &outcome.records {
                 let status = format!("{:?}", record.status).to_lowercase();
                 let lines = record.stdout.lines().count();
-                outln!("  {:<20} {:<8} {lines} lines", record.command, status);
+                outln!(
+                    "  {:<20} {:<8} {lines} lines",
+                    printable(&record.command),
+                    status
+                );
             }
             if failed > 0 {
                 eprintln!(

@@ -1,6 +1,5 @@
 //! `diffy plugin …`: the plugin manager's commands.
 
-use comfy_table::{ContentArrangement, Table, presets};
 use diffy_core::Result;
 use diffy_core::catalog::{Catalog, Status};
 use diffy_core::config::Settings;
@@ -16,6 +15,8 @@ use serde_json::json;
 
 use crate::cli::{Format, OnOff, PluginCommand};
 use crate::output::outln;
+use crate::printable::{printable, printable_json};
+use crate::table::{add_row, new_table};
 
 /// Run one `diffy plugin` subcommand.
 pub fn run(settings: &Settings, command: PluginCommand) -> Result<u8> {
@@ -71,13 +72,18 @@ pub fn run(settings: &Settings, command: PluginCommand) -> Result<u8> {
         PluginCommand::Check { path } => {
             let report = inspect::check(&path)?;
             let m = &report.manifest;
-            outln!("{} {} is a valid diffy plugin", m.name, m.version);
+            outln!(
+                "{} {} is a valid diffy plugin",
+                m.name,
+                printable(&m.version)
+            );
             outln!("  library:      {}", report.library.display());
             outln!("  sha256:       {}", report.sha256);
-            outln!("  api version:  {}", m.api_version);
-            outln!("  host support: {}", m.host_requirement);
+            outln!("  api version:  {}", printable(&m.api_version));
+            outln!("  host support: {}", printable(&m.host_requirement));
             for c in &m.components {
-                outln!("  {:<12}  {:<16} {}", c.kind.as_str(), c.name, c.summary);
+                let summary = printable(&c.summary);
+                outln!("  {:<12}  {:<16} {summary}", c.kind.as_str(), c.name);
             }
             Ok(0)
         }
@@ -153,10 +159,9 @@ fn call(
     if !answer.is_empty() {
         let value: serde_json::Value =
             serde_json::from_slice(&answer).map_err(|e| component.label.malformed(e))?;
-        outln!(
-            "{}",
-            serde_json::to_string_pretty(&value).expect("JSON serialises")
-        );
+        let json = serde_json::to_string_pretty(&value).expect("JSON serialises");
+        // The same value, with nothing in it a terminal would act on: it may quote evidence.
+        outln!("{}", printable_json(&json));
     }
     Ok(0)
 }
@@ -218,15 +223,6 @@ fn permissions_line(permissions: &[Permission]) -> String {
     names.join(", ")
 }
 
-fn new_table(header: &[&str]) -> Table {
-    let mut table = Table::new();
-    table
-        .load_preset(presets::NOTHING)
-        .set_content_arrangement(ContentArrangement::Dynamic)
-        .set_header(header.iter().copied());
-    table
-}
-
 fn list(settings: &Settings, format: Format) -> Result<u8> {
     for leftover in install::leftovers(settings)? {
         eprintln!(
@@ -274,15 +270,18 @@ fn list(settings: &Settings, format: Format) -> Result<u8> {
                 "DESCRIPTION",
             ]);
             for (p, api, description, status, isolation) in rows {
-                table.add_row(vec![
-                    p.name.clone(),
-                    p.version().unwrap_or("-").to_string(),
-                    p.source.as_str().to_string(),
-                    api,
-                    isolation.as_str().to_string(),
-                    status,
-                    description,
-                ]);
+                add_row(
+                    &mut table,
+                    [
+                        p.name.clone(),
+                        p.version().unwrap_or("-").to_string(),
+                        p.source.as_str().to_string(),
+                        api,
+                        isolation.as_str().to_string(),
+                        status,
+                        description,
+                    ],
+                );
             }
             outln!("{table}");
         }
@@ -331,58 +330,41 @@ fn info(settings: &Settings, name: &str, format: Format) -> Result<u8> {
         Format::Table => {
             let mut table = new_table(&["FIELD", "VALUE"]);
             let m = manifest.as_ref();
-            let field = |m: Option<&diffy_plugin_api::Manifest>,
-                         f: fn(&diffy_plugin_api::Manifest) -> &str| {
-                m.map(f).unwrap_or("-").to_string()
-            };
-            table.add_row(vec!["name".to_string(), plugin.name.clone()]);
-            table.add_row(vec!["version".to_string(), field(m, |m| &m.version)]);
-            table.add_row(vec![
-                "description".to_string(),
-                field(m, |m| &m.description),
-            ]);
-            table.add_row(vec!["author".to_string(), field(m, |m| &m.author)]);
-            table.add_row(vec!["author url".to_string(), field(m, |m| &m.author_url)]);
-            table.add_row(vec!["license".to_string(), field(m, |m| &m.license)]);
-            table.add_row(vec![
-                "api version".to_string(),
-                field(m, |m| &m.api_version),
-            ]);
-            table.add_row(vec![
-                "host support".to_string(),
-                field(m, |m| &m.host_requirement),
-            ]);
-            table.add_row(vec!["via".to_string(), plugin.source.as_str().to_string()]);
-            table.add_row(vec!["runs".to_string(), runs]);
-            table.add_row(vec![
-                "permissions".to_string(),
-                m.map(|m| permissions_line(&m.permissions))
-                    .unwrap_or_else(|| "-".into()),
-            ]);
-            table.add_row(vec![
-                "library".to_string(),
-                plugin.library.display().to_string(),
-            ]);
+            let mut row = |name: &str, value: &str| add_row(&mut table, [name, value]);
+            let field = |f: fn(&diffy_plugin_api::Manifest) -> &str| m.map(f).unwrap_or("-");
+            row("name", &plugin.name);
+            row("version", field(|m| &m.version));
+            row("description", field(|m| &m.description));
+            row("author", field(|m| &m.author));
+            row("author url", field(|m| &m.author_url));
+            row("license", field(|m| &m.license));
+            row("api version", field(|m| &m.api_version));
+            row("host support", field(|m| &m.host_requirement));
+            row("via", plugin.source.as_str());
+            row("runs", &runs);
+            let permissions = m.map(|m| permissions_line(&m.permissions));
+            row("permissions", permissions.as_deref().unwrap_or("-"));
+            row("library", &plugin.library.display().to_string());
             if let Some(file) = &manifest_file {
-                table.add_row(vec![
-                    "manifest file".to_string(),
-                    file.display().to_string(),
-                ]);
+                row("manifest file", &file.display().to_string());
             }
             if let Some(digest) = plugin.sha256.as_ref().or(actual_sha256.as_ref()) {
-                table.add_row(vec!["sha256".to_string(), digest.clone()]);
+                row("sha256", digest);
             }
-            table.add_row(vec!["status".to_string(), status]);
+            row("status", &status);
             outln!("{table}");
             if let Some(m) = m {
                 let mut components = new_table(&["KIND", "NAME", "METHODS", "SUMMARY"]);
                 for c in &m.components {
-                    components.add_row(vec![
-                        c.kind.to_string(),
-                        c.name.clone(),
-                        c.methods.join(", "),
-                        c.summary.clone(),
-                    ]);
+                    add_row(
+                        &mut components,
+                        [
+                            c.kind.to_string(),
+                            c.name.clone(),
+                            c.methods.join(", "),
+                            c.summary.clone(),
+                        ],
+                    );
                 }
                 outln!("\nComponents:\n{components}");
             }

@@ -4,9 +4,15 @@
 //! that changed); a fleet report (one with a fleet size) lists each host's rare rows with how
 //! many hosts share each, and has no removed rows. Rows of named columns read as `key=value`
 //! pairs.
+//!
+//! Everything in a report came from a plugin, much of it from the hosts themselves, so every
+//! string is shown [`printable`]: a row cannot move the cursor, erase or forge a line.
 
-use comfy_table::{ContentArrangement, Table, presets};
+use comfy_table::Table;
 use diffy_plugin_api::{ChangedRow, CommandDiff, HostReport, Report, Row};
+
+use crate::printable::printable;
+use crate::table::{add_row, new_table};
 
 /// Long rows (a process's whole command line) are cut in the table; JSON keeps them whole.
 const MAX_ROW_CHARS: usize = 160;
@@ -16,7 +22,7 @@ const MAX_ROW_CHARS: usize = 160;
 pub fn render(report: &Report, max_rows: usize) -> String {
     let mut out = String::new();
     for warning in &report.warnings {
-        out.push_str(&format!("warning: {warning}\n"));
+        out.push_str(&format!("warning: {}\n", printable(warning)));
     }
     let with_rows = report
         .hosts
@@ -30,7 +36,7 @@ pub fn render(report: &Report, max_rows: usize) -> String {
         .count();
     out.push_str(&format!(
         "{} analysis: {with_rows} of {} hosts differ",
-        report.analysis,
+        printable(&report.analysis),
         report.hosts.len()
     ));
     if incomplete > 0 {
@@ -41,13 +47,13 @@ pub fn render(report: &Report, max_rows: usize) -> String {
     for host in report.hosts.iter().filter(|h| h.score > 0.0) {
         out.push_str(&format!(
             "\n{} (score {})\n",
-            host.target,
+            printable(&host.target),
             format_score(host.score)
         ));
         for command in host.commands.iter().filter(|c| c.differs()) {
-            out.push_str(&format!("  {}:\n", command.command));
+            out.push_str(&format!("  {}:\n", printable(&command.command)));
             if let Some(error) = &command.error {
-                out.push_str(&format!("    ! {error}\n"));
+                out.push_str(&format!("    ! {}\n", printable(error)));
             }
             let added = command.added.iter().map(|row| format!("+ {}", line(row)));
             push_rows(&mut out, "+ ", added, max_rows);
@@ -106,11 +112,7 @@ fn ranking(report: &Report) -> Table {
         header.extend(["ADDED", "REMOVED", "CHANGED"]);
     }
     header.extend(["FAILED", "COMMANDS THAT DIFFER"]);
-    let mut table = Table::new();
-    table
-        .load_preset(presets::NOTHING)
-        .set_content_arrangement(ContentArrangement::Dynamic)
-        .set_header(header);
+    let mut table = new_table(&header);
     for (rank, host) in report.hosts.iter().enumerate() {
         let count = |rows: fn(&CommandDiff) -> usize| -> String {
             host.commands.iter().map(rows).sum::<usize>().to_string()
@@ -133,7 +135,7 @@ fn ranking(report: &Report) -> Table {
             count(|c| usize::from(c.error.is_some())),
             differing_commands(host),
         ]);
-        table.add_row(cells);
+        add_row(&mut table, cells);
     }
     table
 }
@@ -149,7 +151,7 @@ fn differing_commands(host: &HostReport) -> String {
 }
 
 /// A changed row as one line: its key, then each changed column's value before and after
-/// (`name=sshd  path: /usr/sbin/sshd → /tmp/sshd`).
+/// (`name=sshd  path: /usr/sbin/sshd → /tmp/sshd`), printable.
 fn change(row: &ChangedRow) -> String {
     let value = |row: &Row, column: &str| match row {
         Row::Columns(columns) => columns
@@ -168,7 +170,7 @@ fn change(row: &ChangedRow) -> String {
             })
             .collect()
     };
-    shorten(&format!("{}  {}", row.key, changes.join("; ")))
+    printable(&shorten(&format!("{}  {}", row.key, changes.join("; ")))).into_owned()
 }
 
 /// A value as `key=value` rows show it: quoted when empty or when it holds spaces or quotes.
@@ -180,8 +182,9 @@ fn quoted(value: &str) -> String {
     }
 }
 
+/// A row as one line, cut to [`MAX_ROW_CHARS`] and printable.
 fn line(row: &Row) -> String {
-    shorten(&row.to_line())
+    printable(&shorten(&row.to_line())).into_owned()
 }
 
 fn shorten(row: &str) -> String {
@@ -199,6 +202,7 @@ fn format_score(score: f64) -> String {
 #[cfg(test)]
 mod tests {
     use diffy_plugin_api::RareRow;
+    use proptest::prelude::*;
 
     use super::*;
 
@@ -295,5 +299,126 @@ mod tests {
         let text = render(&report, 2);
         assert!(text.contains("    … and 3 more\n"), "{text}");
         assert!(!text.contains("row 2"), "{text}");
+    }
+
+    /// What a rogue process's arguments would do to a terminal, were they printed raw.
+    const FORGED: &str = "\u{1b}[1A\u{1b}[2K\rfake: nothing here\u{1b}[2J\u{7}\u{9b}\u{202e}";
+
+    #[test]
+    fn hostile_rows_names_and_errors_are_escaped_visibly() {
+        let report = Report {
+            analysis: format!("x{FORGED}"),
+            warnings: vec![FORGED.into()],
+            hosts: vec![HostReport {
+                target: format!("web{FORGED}"),
+                score: 2.0,
+                commands: vec![CommandDiff {
+                    command: format!("ps{FORGED}"),
+                    score: 2.0,
+                    added: vec![FORGED.into(), columns(&[("cmd", FORGED)])],
+                    changed: vec![ChangedRow {
+                        key: columns(&[("k", FORGED)]),
+                        before: columns(&[("k", FORGED), (FORGED, "a")]),
+                        after: columns(&[("k", FORGED), (FORGED, "b")]),
+                        columns: vec![FORGED.into()],
+                    }],
+                    error: Some(FORGED.into()),
+                    ..CommandDiff::default()
+                }],
+            }],
+            ..Report::default()
+        };
+        let text = render(&report, 10);
+        assert!(crate::printable::is_printable(&text), "{text:?}");
+        assert!(
+            text.contains("    + \\e[1A\\e[2K\\rfake: nothing here\\e[2J\\x07\\u{9b}\\u{202e}\n"),
+            "{text}"
+        );
+    }
+
+    /// Text that is mostly ordinary, with the characters a terminal acts on mixed in.
+    fn hostile_text() -> impl Strategy<Value = String> {
+        let hostile = prop::sample::select(vec![
+            '\u{1b}', '\n', '\r', '\t', '\u{7}', '\u{8}', '\0', '\u{7f}', '\u{85}', '\u{9b}',
+            '\u{202e}', '\u{2066}', '\u{2028}',
+        ]);
+        prop::collection::vec(prop_oneof![any::<char>(), hostile], 0..12)
+            .prop_map(|chars| chars.into_iter().collect())
+    }
+
+    fn hostile_row() -> impl Strategy<Value = Row> {
+        prop_oneof![
+            hostile_text().prop_map(Row::Text),
+            prop::collection::vec((hostile_text(), hostile_text()), 0..3)
+                .prop_map(|pairs| Row::Columns(pairs.into_iter().collect())),
+        ]
+    }
+
+    fn hostile_command() -> impl Strategy<Value = CommandDiff> {
+        let rows = || prop::collection::vec(hostile_row(), 0..3);
+        let changed = (hostile_row(), hostile_row(), hostile_row(), hostile_text()).prop_map(
+            |(key, before, after, column)| ChangedRow {
+                key,
+                before,
+                after,
+                columns: vec![column],
+            },
+        );
+        (
+            hostile_text(),
+            rows(),
+            rows(),
+            prop::collection::vec(changed, 0..2),
+            prop::collection::vec((hostile_row(), 0u64..5), 0..2),
+            prop::option::of(hostile_text()),
+        )
+            .prop_map(
+                |(command, added, removed, changed, rare, error)| CommandDiff {
+                    command,
+                    score: 1.0,
+                    added,
+                    removed,
+                    changed,
+                    rare: rare
+                        .into_iter()
+                        .map(|(row, hosts)| RareRow { row, hosts })
+                        .collect(),
+                    error,
+                },
+            )
+    }
+
+    fn hostile_report() -> impl Strategy<Value = Report> {
+        let host = (
+            hostile_text(),
+            prop::collection::vec(hostile_command(), 0..3),
+        )
+            .prop_map(|(target, commands)| HostReport {
+                target,
+                score: 1.0,
+                commands,
+            });
+        (
+            hostile_text(),
+            prop::collection::vec(hostile_text(), 0..2),
+            prop::option::of(1u64..100),
+            prop::collection::vec(host, 0..3),
+        )
+            .prop_map(|(analysis, warnings, fleet_size, hosts)| Report {
+                analysis,
+                warnings,
+                fleet_size,
+                hosts,
+            })
+    }
+
+    proptest! {
+        /// The property the `report` fuzz target checks too: whatever a report holds, no
+        /// character a terminal acts on survives rendering, line breaks of the layout aside.
+        #[test]
+        fn no_control_character_survives_rendering(report in hostile_report()) {
+            let text = render(&report, 2);
+            prop_assert!(crate::printable::is_printable(&text), "{:?}", text);
+        }
     }
 }

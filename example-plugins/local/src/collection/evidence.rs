@@ -8,7 +8,6 @@
 //! option. Each file is read once into the record, without copies.
 
 use std::fs::File;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -18,22 +17,39 @@ use diffy_plugin_api::{
 };
 use serde::Deserialize;
 
-use super::{error_record, text, text_and_digest};
+use super::{
+    default_max_output_mib, error_record, max_output_bytes, max_output_option, read_limited, text,
+    text_and_digest, truncation_note,
+};
 use crate::evidence::{evidence_files, is_evidence_name, is_file_name, open_inside, sidecar};
 use crate::timestamp;
 
 /// The options of the `evidence-dir` collection.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Options {
     /// The directory holding one subdirectory per host, for targets without an address.
     #[serde(default)]
     pub(crate) directory: Option<String>,
+    /// The most bytes kept of one evidence file.
+    #[serde(default = "default_max_output_mib")]
+    pub(crate) max_output_mib: i64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            directory: None,
+            max_output_mib: default_max_output_mib(),
+        }
+    }
 }
 
 /// `evidence-dir`: reads each command's evidence file in the host's directory.
 pub(crate) struct EvidenceCollection {
     directory: Option<PathBuf>,
+    /// The most bytes read of one file.
+    max_output: u64,
 }
 
 /// Where a host's evidence is.
@@ -42,6 +58,8 @@ struct HostDir {
     dir: PathBuf,
     /// The evidence directory, canonical: no file outside it is read.
     root: PathBuf,
+    /// The most bytes read of one file.
+    limit: u64,
 }
 
 impl EvidenceCollection {
@@ -66,11 +84,13 @@ impl EvidenceCollection {
             "The evidence directory (one subdirectory per host id), for targets that carry no \
                  address; no default: the evidence-dir target gives each host's directory itself",
         ))
+        .option(max_output_option())
     }
 
     pub(crate) fn new(options: Options) -> Result<Self> {
         Ok(EvidenceCollection {
             directory: options.directory.map(PathBuf::from),
+            max_output: max_output_bytes(options.max_output_mib)?,
         })
     }
 
@@ -106,7 +126,11 @@ impl EvidenceCollection {
         }
         let root = std::fs::canonicalize(&root)
             .map_err(|e| format!("cannot resolve {}: {e}", root.display()))?;
-        Ok(HostDir { dir, root })
+        Ok(HostDir {
+            dir,
+            root,
+            limit: self.max_output,
+        })
     }
 
     /// The records of `commands` on `target`, or why there are none.
@@ -172,9 +196,13 @@ fn open_evidence(host: &HostDir, command: &str) -> Result<(String, File), String
         names.insert(0, command.to_string());
     }
     for name in names {
-        if let Some(file) = open_inside(&host.root, &host.dir.join(&name))?
-            && file.metadata().is_ok_and(|m| m.is_file())
-        {
+        let path = host.dir.join(&name);
+        // A directory named like a command holds no evidence; anything else not a regular file
+        // (a FIFO, a device) is refused when opened.
+        if path.is_dir() {
+            continue;
+        }
+        if let Some(file) = open_inside(&host.root, &path)? {
             return Ok((name, file));
         }
     }
@@ -193,11 +221,14 @@ fn read_evidence(host: &HostDir, command: &str) -> Result<Record, String> {
     }
     let (name, file) = open_evidence(host, command)?;
     let stdout_path = host.dir.join(&name);
-    let (bytes, modified) =
-        read_with_mtime(file).map_err(|e| format!("cannot read {}: {e}", stdout_path.display()))?;
-    let stderr = read_optional(host, &sidecar(&host.dir, &name, "stderr"))?
+    let (bytes, truncated, modified) = read_with_mtime(file, host.limit)
+        .map_err(|e| format!("cannot read {}: {e}", stdout_path.display()))?;
+    let mut stderr = read_optional(host, &sidecar(&host.dir, &name, "stderr"))?
         .map(text)
         .unwrap_or_default();
+    if truncated {
+        super::append_line(&mut stderr, &truncation_note("evidence-dir", host.limit));
+    }
     let exit_path = sidecar(&host.dir, &name, "exit");
     let exit_code = match read_optional(host, &exit_path)? {
         None => 0,
@@ -229,26 +260,25 @@ fn read_evidence(host: &HostDir, command: &str) -> Result<Record, String> {
         stderr,
         sha256,
         error: None,
-        truncated: false,
+        truncated,
     })
 }
 
-/// The bytes of `file` and its modification time (now, if the file system keeps none).
-fn read_with_mtime(mut file: File) -> std::io::Result<(Vec<u8>, SystemTime)> {
+/// At most `limit` bytes of `file`, whether it held more, and its modification time (now, if
+/// the file system keeps none).
+fn read_with_mtime(file: File, limit: u64) -> std::io::Result<(Vec<u8>, bool, SystemTime)> {
     let metadata = file.metadata()?;
-    let mut bytes = Vec::with_capacity(usize::try_from(metadata.len()).unwrap_or(0));
-    file.read_to_end(&mut bytes)?;
+    let (bytes, truncated) = read_limited(file, limit, false)?;
     let modified = metadata.modified().unwrap_or_else(|_| SystemTime::now());
-    Ok((bytes, modified))
+    Ok((bytes, truncated, modified))
 }
 
 /// The bytes of `path`, or `None` when it does not exist.
 fn read_optional(host: &HostDir, path: &Path) -> Result<Option<Vec<u8>>, String> {
-    let Some(mut file) = open_inside(&host.root, path)? else {
+    let Some(file) = open_inside(&host.root, path)? else {
         return Ok(None);
     };
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)
+    let (bytes, _) = read_limited(file, host.limit, false)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     Ok(Some(bytes))
 }
@@ -312,6 +342,7 @@ mod tests {
         let root = evidence();
         let collection = EvidenceCollection::new(Options {
             directory: Some(root.path().to_str().unwrap().to_string()),
+            ..Options::default()
         })
         .unwrap();
         let targets = [TargetInfo::new("web-1")];
@@ -334,6 +365,7 @@ mod tests {
 
         let collection = EvidenceCollection::new(Options {
             directory: Some(root.path().to_str().unwrap().to_string()),
+            ..Options::default()
         })
         .unwrap();
         let targets = [TargetInfo::new("web-9"), TargetInfo::new("..")];
@@ -348,6 +380,7 @@ mod tests {
         HostDir {
             dir: root.path().join("web-1"),
             root: fs::canonicalize(root.path()).unwrap(),
+            limit: 64 << 20,
         }
     }
 
@@ -424,6 +457,7 @@ mod tests {
         fs::write(root.path().join("web-2").join(".bash_history"), "x").unwrap();
         let collection = EvidenceCollection::new(Options {
             directory: Some(root.path().to_str().unwrap().to_string()),
+            ..Options::default()
         })
         .unwrap();
         let records = collection

@@ -5,8 +5,11 @@
 pub(crate) mod evidence;
 pub(crate) mod shell;
 
+use std::io::{self, Read};
+
+use diffy_plugin_api::anyhow::bail;
 use diffy_plugin_api::documents::sha256_hex;
-use diffy_plugin_api::{Record, RecordStatus};
+use diffy_plugin_api::{OptionSpec, OptionType, Record, RecordStatus, Result};
 
 use crate::timestamp;
 
@@ -37,4 +40,58 @@ fn append_line(stderr: &mut String, line: &str) {
         stderr.push('\n');
     }
     stderr.push_str(line);
+}
+
+/// The default of the `max_output_mib` option: the most output kept of one record.
+pub(crate) const DEFAULT_MAX_OUTPUT_MIB: i64 = 64;
+
+/// The `max_output_mib` option, which both collections have.
+pub(crate) fn max_output_option() -> OptionSpec {
+    OptionSpec::new(
+        "max_output_mib",
+        OptionType::Integer,
+        "The most output kept of one record, in MiB: more is cut, and the record marked truncated",
+    )
+    .default_value(DEFAULT_MAX_OUTPUT_MIB)
+}
+
+pub(crate) fn default_max_output_mib() -> i64 {
+    DEFAULT_MAX_OUTPUT_MIB
+}
+
+/// The `max_output_mib` option in bytes; it must be at least 1.
+pub(crate) fn max_output_bytes(mib: i64) -> Result<u64> {
+    match u64::try_from(mib) {
+        Ok(mib @ 1..=4096) => Ok(mib << 20),
+        _ => bail!("option max_output_mib must be from 1 to 4096, not {mib}"),
+    }
+}
+
+/// At most `limit` bytes of `reader`, and whether it held more. With `drain`, the rest is read and
+/// dropped (a pipe must be emptied, or its writer blocks); without, one byte more is enough to
+/// know. Never holds more than `limit` bytes.
+pub(crate) fn read_limited(
+    mut reader: impl Read,
+    limit: u64,
+    drain: bool,
+) -> io::Result<(Vec<u8>, bool)> {
+    let mut kept = Vec::new();
+    (&mut reader).take(limit).read_to_end(&mut kept)?;
+    if (kept.len() as u64) < limit {
+        return Ok((kept, false));
+    }
+    let more = if drain {
+        io::copy(&mut reader, &mut io::sink())? > 0
+    } else {
+        reader.read(&mut [0u8])? > 0
+    };
+    Ok((kept, more))
+}
+
+/// The line a collection adds to a truncated record's stderr.
+pub(crate) fn truncation_note(collection: &str, limit: u64) -> String {
+    format!(
+        "{collection}: output cut at {} MiB (option max_output_mib)",
+        limit >> 20
+    )
 }

@@ -20,7 +20,10 @@ use diffy_plugin_api::{
 use rustix::process::{Pid, Signal, kill_process_group};
 use serde::Deserialize;
 
-use super::{append_line, error_record, text, text_and_digest};
+use super::{
+    append_line, default_max_output_mib, error_record, max_output_bytes, max_output_option,
+    read_limited, text, text_and_digest, truncation_note,
+};
 use crate::targets::{hostname, is_this_host};
 use crate::timestamp;
 
@@ -38,6 +41,8 @@ const MAX_POLL: Duration = Duration::from_millis(50);
 pub(crate) struct Options {
     #[serde(default = "default_timeout_secs")]
     pub(crate) timeout_secs: i64,
+    #[serde(default = "default_max_output_mib")]
+    pub(crate) max_output_mib: i64,
 }
 
 fn default_timeout_secs() -> i64 {
@@ -47,6 +52,8 @@ fn default_timeout_secs() -> i64 {
 /// `local-shell`: runs commands here, one after another, each with a timeout.
 pub(crate) struct LocalShell {
     timeout: Duration,
+    /// The most bytes kept of each output stream.
+    max_output: u64,
 }
 
 impl LocalShell {
@@ -67,6 +74,7 @@ impl LocalShell {
                 )
                 .default_value(DEFAULT_TIMEOUT_SECS),
             )
+            .option(max_output_option())
     }
 
     pub(crate) fn new(options: Options) -> Result<Self> {
@@ -78,12 +86,13 @@ impl LocalShell {
         };
         Ok(LocalShell {
             timeout: Duration::from_secs(secs),
+            max_output: max_output_bytes(options.max_output_mib)?,
         })
     }
 
     fn run(&self, target: &str, command: &Command) -> Record {
-        match run_with_timeout(&command.run, self.timeout) {
-            Ok(outcome) => outcome.into_record(target, &command.id, self.timeout),
+        match run_with_timeout(&command.run, self.timeout, self.max_output) {
+            Ok(outcome) => outcome.into_record(target, &command.id, self.timeout, self.max_output),
             Err(e) => error_record(
                 target,
                 &command.id,
@@ -132,14 +141,19 @@ struct Outcome {
     stderr: Vec<u8>,
     /// Something we must add to stderr (output left open, output lost).
     note: Option<&'static str>,
+    /// Whether an output stream was cut at the limit.
+    truncated: bool,
 }
 
 impl Outcome {
-    fn into_record(self, target: &str, command: &str, timeout: Duration) -> Record {
+    fn into_record(self, target: &str, command: &str, timeout: Duration, limit: u64) -> Record {
         let (stdout, sha256) = text_and_digest(self.stdout);
         let mut stderr = text(self.stderr);
         if let Some(note) = self.note {
             append_line(&mut stderr, note);
+        }
+        if self.truncated {
+            append_line(&mut stderr, &truncation_note("local-shell", limit));
         }
         let exit_code = self.status.and_then(|s| s.code());
         let status = if self.timed_out {
@@ -173,7 +187,7 @@ impl Outcome {
             stderr,
             sha256,
             error: None,
-            truncated: false,
+            truncated: self.truncated,
         }
     }
 }
@@ -186,7 +200,7 @@ enum Stream {
 }
 
 /// Run `script` with `sh -c`, killing it (and its process group) once `timeout` has passed.
-fn run_with_timeout(script: &str, timeout: Duration) -> io::Result<Outcome> {
+fn run_with_timeout(script: &str, timeout: Duration, limit: u64) -> io::Result<Outcome> {
     let deadline = Instant::now() + timeout;
     let mut child = process::Command::new("sh")
         .arg("-c")
@@ -211,7 +225,7 @@ fn run_with_timeout(script: &str, timeout: Duration) -> io::Result<Outcome> {
     ];
     for (pipe, stream) in pipes {
         if let Some(pipe) = pipe {
-            if let Err(e) = drain(pipe, stream, sender.clone()) {
+            if let Err(e) = drain(pipe, stream, limit, sender.clone()) {
                 kill_group(pgid, &mut child);
                 return Err(e);
             }
@@ -233,6 +247,7 @@ fn run_with_timeout(script: &str, timeout: Duration) -> io::Result<Outcome> {
     }
 
     let mut outputs: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
+    let mut truncated = false;
     let mut note = None;
     let mut wait_for_output = if timed_out {
         Instant::now() + KILL_GRACE
@@ -242,8 +257,9 @@ fn run_with_timeout(script: &str, timeout: Duration) -> io::Result<Outcome> {
     while readers > 0 {
         let left = wait_for_output.saturating_duration_since(Instant::now());
         match receiver.recv_timeout(left) {
-            Ok((stream, bytes)) => {
+            Ok((stream, bytes, cut)) => {
                 outputs[stream as usize] = bytes;
+                truncated |= cut;
                 readers -= 1;
             }
             Err(RecvTimeoutError::Timeout) if !timed_out => {
@@ -269,22 +285,24 @@ fn run_with_timeout(script: &str, timeout: Duration) -> io::Result<Outcome> {
         stdout,
         stderr,
         note,
+        truncated,
     })
 }
 
-/// Read `pipe` to its end on a thread of its own and send the bytes on.
+/// Read `pipe` to its end on a thread of its own, keeping at most `limit` bytes, and send them
+/// on with whether there was more.
 fn drain(
-    mut pipe: Box<dyn Read + Send>,
+    pipe: Box<dyn Read + Send>,
     stream: Stream,
-    sender: Sender<(Stream, Vec<u8>)>,
+    limit: u64,
+    sender: Sender<(Stream, Vec<u8>, bool)>,
 ) -> io::Result<()> {
     thread::Builder::new()
         .name("local-shell-output".into())
         .spawn(move || {
-            let mut bytes = Vec::new();
             // A read error ends the output early; what was read so far is still worth keeping.
-            let _ = pipe.read_to_end(&mut bytes);
-            let _ = sender.send((stream, bytes));
+            let (bytes, cut) = read_limited(pipe, limit, true).unwrap_or_default();
+            let _ = sender.send((stream, bytes, cut));
         })
         .map(drop)
 }
@@ -325,7 +343,11 @@ mod tests {
     use super::*;
 
     fn shell(timeout_secs: i64) -> LocalShell {
-        LocalShell::new(Options { timeout_secs }).unwrap()
+        LocalShell::new(Options {
+            timeout_secs,
+            max_output_mib: 64,
+        })
+        .unwrap()
     }
 
     fn run(timeout_secs: i64, script: &str) -> Record {
@@ -418,7 +440,12 @@ mod tests {
 
     #[test]
     fn timeout_must_be_positive() {
-        assert!(LocalShell::new(Options { timeout_secs: 0 }).is_err());
-        assert!(LocalShell::new(Options { timeout_secs: -5 }).is_err());
+        for timeout_secs in [0, -5] {
+            let options = Options {
+                timeout_secs,
+                max_output_mib: 64,
+            };
+            assert!(LocalShell::new(options).is_err());
+        }
     }
 }

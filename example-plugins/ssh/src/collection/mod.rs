@@ -96,11 +96,27 @@ impl Collection for SshCollection {
             .filter(|_| targets.len() > 1)
             .map(|services| services.progress(targets.len() as u64, "ssh"));
 
+        let workers = self.settings.jobs.clamp(1, targets.len().max(1));
+        if workers == 1 {
+            // One at a time (diffy's workflow calls once per target): on the calling thread,
+            // whose processes diffy ends when it abandons the call at its deadline.
+            let mut records = Vec::new();
+            for (slot, target) in targets.iter().enumerate() {
+                let outcome =
+                    host::collect(target, commands, &self.settings, dir.path(), slot, incident);
+                self.info(format!("{}: {}", target.id, outcome.summary));
+                records.extend(outcome.records);
+                if let Some(progress) = &progress {
+                    progress.advance(1);
+                }
+            }
+            return Ok(records);
+        }
         let next = AtomicUsize::new(0);
         let mut per_target: Vec<Vec<Record>> = vec![Vec::new(); targets.len()];
         std::thread::scope(|scope| {
             let (sender, receiver) = mpsc::channel();
-            for _ in 0..self.settings.jobs.clamp(1, targets.len().max(1)) {
+            for _ in 0..workers {
                 let sender = sender.clone();
                 let (next, dir) = (&next, dir.path());
                 scope.spawn(move || {
