@@ -119,7 +119,15 @@ fn runs_every_kind(env: &Env, package: &str, api_version: &str) {
 
     // Everything was saved through the plugin's own persistence.
     let listed = env
-        .diffy(["show", "--persistence-plugin", slug, "--format", "json"])
+        .diffy([
+            "show",
+            "--prefix",
+            "",
+            "--persistence-plugin",
+            slug,
+            "--format",
+            "json",
+        ])
         .output()
         .unwrap();
     let keys: Vec<String> = serde_json::from_slice(&listed.stdout).unwrap();
@@ -203,7 +211,10 @@ fn a_plugin_of_the_next_release_runs_its_known_methods() {
         .find(|c| c["kind"] == "analysis")
         .unwrap()
         .clone();
-    assert_eq!(analysis["methods"], serde_json::json!(["run", "explain"]));
+    assert_eq!(
+        analysis["methods"],
+        serde_json::json!(["run", "begin", "feed", "finish", "explain"])
+    );
     // Its new document field reaches today's host, which ignores it.
     let output = env
         .diffy([
