@@ -29,6 +29,7 @@ pub mod loader;
 pub mod manifest_cache;
 pub mod package;
 pub mod progress;
+pub mod records;
 pub mod registry;
 pub mod scaffold;
 pub mod services;
