@@ -1,9 +1,11 @@
 //! A run's records on their way out: gathered into batches as targets finish, each batch encoded
 //! once and sent to the persistence (`append_records`) and the analysis (`feed`) at the same
-//! time, each on its component's thread, while the next batch gathers. At most one batch is in
-//! flight and one gathering, so memory holds two batches whatever the fleet's size, unless the
-//! analysis is not incremental (built before 0.2.1): then every record is kept for its one `run`.
+//! time, each on its component's thread, while the next batches gather: the collection never
+//! waits for storage or analysis unless [`IN_FLIGHT`] batches are queued for them. So memory holds
+//! a few batches whatever the fleet's size, unless the analysis is not incremental (built before
+//! 0.2.1): then every record is kept for its one `run`.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use diffy_plugin_api::{Command, Record, RecordStatus, Report};
@@ -17,6 +19,8 @@ use crate::records::{EncodedBatch, RawRecord};
 const BATCH_BYTES: usize = 4 << 20;
 /// …or it holds this many records.
 const BATCH_RECORDS: usize = 2048;
+/// How many batches may be on their way to the components before the next one waits.
+const IN_FLIGHT: usize = 4;
 
 /// Where a run's records go.
 pub(super) struct RunSink<'a> {
@@ -28,7 +32,8 @@ pub(super) struct RunSink<'a> {
     kept: Vec<Arc<EncodedBatch>>,
     gathering: Vec<RawRecord>,
     gathered_bytes: usize,
-    in_flight: Vec<Pending<()>>,
+    /// Per batch sent and not yet answered: its calls.
+    in_flight: VecDeque<Vec<Pending<()>>>,
     /// How many records were handed on, and how many of them did not succeed.
     pub(super) records: usize,
     pub(super) failed: usize,
@@ -50,7 +55,7 @@ impl<'a> RunSink<'a> {
             kept: Vec::new(),
             gathering: Vec::new(),
             gathered_bytes: 0,
-            in_flight: Vec::new(),
+            in_flight: VecDeque::new(),
             records: 0,
             failed: 0,
         }
@@ -71,9 +76,11 @@ impl<'a> RunSink<'a> {
         Ok(())
     }
 
-    /// Wait for the batch in flight, then send what has gathered.
+    /// Send what has gathered, once fewer than [`IN_FLIGHT`] batches are on their way.
     fn send(&mut self) -> Result<()> {
-        self.settle()?;
+        while self.in_flight.len() >= IN_FLIGHT {
+            self.settle_oldest()?;
+        }
         if self.gathering.is_empty() {
             return Ok(());
         }
@@ -81,30 +88,38 @@ impl<'a> RunSink<'a> {
         self.gathered_bytes = 0;
         let batch = Arc::new(EncodedBatch::new(&self.run, records));
         let saved = Arc::clone(&batch);
-        self.in_flight.push(
+        let mut calls = vec![
             self.persistence
                 .start("append_records", move |p| p.append_records(&saved)),
-        );
+        ];
         if self.incremental {
             let fed = Arc::clone(&batch);
-            self.in_flight
-                .push(self.analysis.start("feed", move |a| a.feed(&fed)));
+            calls.push(self.analysis.start("feed", move |a| a.feed(&fed)));
         } else {
             self.kept.push(batch);
         }
+        self.in_flight.push_back(calls);
         Ok(())
     }
 
-    /// Wait for the calls in flight; the first failure, if any.
-    fn settle(&mut self) -> Result<()> {
+    /// Wait for the oldest batch's calls; the first failure, if any.
+    fn settle_oldest(&mut self) -> Result<()> {
         let mut result = Ok(());
-        for pending in self.in_flight.drain(..) {
+        for pending in self.in_flight.pop_front().unwrap_or_default() {
             let answer = pending.wait();
             if result.is_ok() {
                 result = answer;
             }
         }
         result
+    }
+
+    /// Wait for every batch on its way.
+    fn settle(&mut self) -> Result<()> {
+        while !self.in_flight.is_empty() {
+            self.settle_oldest()?;
+        }
+        Ok(())
     }
 
     /// Every record is in: save the last batch and ask the analysis for its report.

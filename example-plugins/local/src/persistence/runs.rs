@@ -349,7 +349,8 @@ fn read_optional(path: &Path) -> Result<Option<String>> {
 /// A JSON document on one line. A line break can only be whitespace between tokens in JSON (a
 /// string holds `\n`, never the byte), so a space does instead.
 fn one_line(json: &str) -> std::borrow::Cow<'_, str> {
-    if json.contains(['\n', '\r']) {
+    // Two memchr scans are much faster than one scan for either character.
+    if json.contains('\n') || json.contains('\r') {
         std::borrow::Cow::Owned(json.replace(['\n', '\r'], " "))
     } else {
         std::borrow::Cow::Borrowed(json)
