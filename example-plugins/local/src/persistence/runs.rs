@@ -97,14 +97,16 @@ impl Runs {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
             Err(e) => return Err(e).with_context(|| format!("cannot create {}", dir.display())),
         }
-        let records_dir = dir.join(RECORDS_DIR);
-        fs::create_dir(&records_dir)
-            .with_context(|| format!("cannot create {}", records_dir.display()))?;
-        atomic::write(&dir, RUN_FILE, &serde_json::to_vec(info)?)?;
-        let index = create_new(&dir.join(INDEX_FILE))?;
+        // Marked open before run.json exists, so no reader ever sees the run without its
+        // writer's lock (it would read as interrupted).
         let marker = marker
             .persist_noclobber(self.marker_of(&info.id))
             .map_err(|e| anyhow!("cannot mark run {} as open: {}", info.id, e.error))?;
+        let records_dir = dir.join(RECORDS_DIR);
+        fs::create_dir(&records_dir)
+            .with_context(|| format!("cannot create {}", records_dir.display()))?;
+        let index = create_new(&dir.join(INDEX_FILE))?;
+        atomic::write(&dir, RUN_FILE, &serde_json::to_vec(info)?)?;
         self.lock_open().insert(
             info.id.clone(),
             OpenRun {
