@@ -7,7 +7,8 @@
   count-registry CONFIG_DIR       how many entries plugins.json holds
   stash TRASH DIR...              move DIRs (if present) into TRASH, to be deleted later
   process-report OUTDIR           summarise scripts/bench-process.sh's measurements
-  pipeline-report OUTDIR          summarise scripts/bench-pipeline.sh's measurements
+  stacking-check DIFFY DUCKDB     diffy's report and DuckDB's ranking name the same hosts
+  stacking-report OUTDIR          summarise scripts/bench-pipeline.sh's measurements
   criterion-report DIR            medians of the criterion benchmarks under DIR (target/criterion)
 
 Medians come from the individual run times in hyperfine's JSON export.
@@ -351,83 +352,90 @@ def process_report(args):
     sys.stdout.write(report)
 
 
-def pipeline_report(args):
+def stacking_check(args):
+    """diffy's report and DuckDB's ranking name the same hosts with rare rows, with the same
+    scores; exit 1 when they do not."""
+    with open(args.diffy) as f:
+        report = json.load(f)
+    mine = {h["target"]: round(h["score"], 3) for h in report["hosts"] if h["score"] > 0}
+    theirs = {}
+    with open(args.duckdb) as f:
+        for line in f:
+            host, _, score = json.loads(line)
+            theirs[host] = round(score, 3)
+    if mine != theirs:
+        only_diffy = sorted(set(mine) - set(theirs))[:5]
+        only_duckdb = sorted(set(theirs) - set(mine))[:5]
+        differ = sorted(h for h in set(mine) & set(theirs) if mine[h] != theirs[h])[:5]
+        sys.exit(
+            f"error: diffy and DuckDB disagree: only diffy {only_diffy}, only DuckDB {only_duckdb}, "
+            f"other scores {differ}"
+        )
+    print(f"   {len(mine)} hosts with rare rows, the same scores in both", file=sys.stderr)
+
+
+def stacking_report(args):
     out = args.outdir
     with open(os.path.join(out, "meta.json")) as f:
         meta = json.load(f)
-    rows_per_host = meta["rows"]
     entries = []
     for size in meta["sizes"]:
-        medians, raw = hyperfine_medians(os.path.join(out, f"pipeline-{size}.json"))
-        for kind, analysis in ((k, a) for k in meta.get("fleets", ["text"]) for a in meta["analyses"]):
-            # The text fleet keeps the names it had before there were other fleets.
-            tag = "" if kind == "text" else f"-{kind}"
-            with open(os.path.join(out, f"fleet-{size}{tag}.json")) as f:
-                fleet_info = json.load(f)
-            label = analysis if kind == "text" else f"{analysis} ({kind})"
-            name = f"{analysis}{tag.replace('-', ' ')} {size} hosts"
-            times = raw[name]["times"]
-            with open(os.path.join(out, f"rss-{size}{tag}-{analysis}.txt")) as f:
-                rss_text = f.read()
-            rss_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", rss_text).group(1))
-            entries.append(
-                {
-                    "hosts": size,
-                    "analysis": label,
-                    "rows": fleet_info["rows"],
-                    "input_bytes": fleet_info["bytes"],
-                    "median_s": medians[name],
-                    "min_s": min(times),
-                    "max_s": max(times),
-                    "runs": len(times),
-                    "peak_rss_bytes": rss_kb * 1024,
-                }
-            )
+        hosts, rows = (int(x) for x in size.split("x"))
+        with open(os.path.join(out, f"fleet-{size}.json")) as f:
+            info = json.load(f)
+        entry = {"size": size, "hosts": hosts, "rows_per_host": rows, "input_bytes": info["bytes"], "rows": info["rows"]}
+        for tool in ("diffy", "duckdb"):
+            walls, rss = [], []
+            for run in range(1, meta["runs"] + 1):
+                with open(os.path.join(out, f"time-{size}-{tool}-{run}.txt")) as f:
+                    wall, kb = f.read().split()[-2:]
+                walls.append(float(wall))
+                rss.append(int(kb) * 1024)
+            entry[tool] = {"median_s": statistics.median(walls), "walls": walls, "peak_rss_bytes": max(rss)}
+        entry["speedup"] = entry["duckdb"]["median_s"] / entry["diffy"]["median_s"]
+        entry["rss_over_input"] = entry["diffy"]["peak_rss_bytes"] / entry["input_bytes"]
+        entries.append(entry)
     lines = [
-        f"diffy pipeline benchmark: {meta['date']}, {meta['machine']}",
-        f"`diffy new analysis` over evidence-dir fleets of N hosts × {rows_per_host} rows (warm page cache);"
-        f" hyperfine -N, {meta['warmup']} warm-up, {meta['runs']} runs; peak RSS from one more run under /usr/bin/time -v",
+        f"diffy vs DuckDB stacking: {meta['date']}, {meta['machine']}, diffy {meta['diffy']}, DuckDB {meta['duckdb']}",
+        f"wall time: median of {meta['runs']} runs each, alternating; peak RSS: the largest of those runs (/usr/bin/time)",
         "",
-        "| analysis | hosts | rows | input | median wall | min–max | rows/s | peak RSS | RSS ÷ input | time growth vs previous size |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| fleet | input | diffy wall | DuckDB wall | diffy faster | diffy peak RSS | DuckDB peak RSS | diffy RSS ÷ input | diffy growth |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    previous = {}
+    previous = None
+    growth = {}
     for e in entries:
-        growth = ""
-        p = previous.get(e["analysis"])
-        if p:
-            exponent = math.log(e["median_s"] / p["median_s"]) / math.log(e["hosts"] / p["hosts"])
-            growth = f"×{e['median_s'] / p['median_s']:.1f} for ×{e['hosts'] // p['hosts']} hosts (∝ N^{exponent:.2f})"
-        previous[e["analysis"]] = e
-        e["rows_per_s"] = e["rows"] / e["median_s"]
-        e["rss_over_input"] = e["peak_rss_bytes"] / e["input_bytes"]
+        grow = ""
+        if previous and previous["rows_per_host"] == e["rows_per_host"]:
+            exponent = math.log(e["diffy"]["median_s"] / previous["diffy"]["median_s"]) / math.log(e["hosts"] / previous["hosts"])
+            growth[(previous["size"], e["size"])] = exponent
+            grow = f"N^{exponent:.2f} from {previous['hosts']:,} hosts"
+        previous = e
         lines.append(
-            f"| {e['analysis']} | {e['hosts']} | {e['rows']:,} | {e['input_bytes'] / 1e6:.1f} MB | "
-            f"{e['median_s']:.3f} s | {e['min_s']:.3f}–{e['max_s']:.3f} s | {e['rows_per_s']:,.0f} | "
-            f"{e['peak_rss_bytes'] / 1e6:.0f} MB | {e['rss_over_input']:.1f}× | {growth} |"
+            f"| {e['hosts']:,} hosts × {e['rows_per_host']:,} rows | {e['input_bytes'] / 1e6:.0f} MB | "
+            f"{e['diffy']['median_s']:.2f} s | {e['duckdb']['median_s']:.2f} s | {e['speedup']:.2f}× | "
+            f"{e['diffy']['peak_rss_bytes'] / 1e6:.0f} MB | {e['duckdb']['peak_rss_bytes'] / 1e6:.0f} MB | "
+            f"{e['rss_over_input']:.2f}× | {grow} |"
         )
-    baselines = meta.get("baselines", {})
-    if baselines:
-        lines.append("")
+    lines += ["", "| budget | verdict | evidence |", "|---|---|---|"]
+    for e in entries:
         lines.append(
-            "Baselines (`new baseline`, one host, once): "
-            + ", ".join(
-                f"{k.split('-')[0]} hosts{'' if '-' not in k else ' (' + k.split('-', 1)[1] + ')'} {v:.3f} s"
-                for k, v in sorted(baselines.items(), key=lambda kv: (int(kv[0].split("-")[0]), kv[0]))
-            )
+            f"| at least 3× faster than DuckDB at {e['size']} | {verdict(e['speedup'] >= 3)} | {e['speedup']:.2f}× |"
         )
-    budget_rows = [e for e in entries if e["hosts"] == 1000 and rows_per_host == 1000]
-    if budget_rows:
-        lines.append("")
-        lines.append("| budget (docs/architecture.md): `new analysis` over 1,000 targets × 1,000 rows | verdict | evidence |")
-        lines.append("|---|---|---|")
-        for e in budget_rows:
+    for (a, b), exponent in growth.items():
+        lines.append(f"| time growth {a} → {b} at most N^1.05 | {verdict(exponent <= 1.05)} | N^{exponent:.2f} |")
+    for e in entries:
+        if e["hosts"] == 10000:
             lines.append(
-                f"| {e['analysis']}: under 1 s end to end | {verdict(e['median_s'] < 1)} | median {e['median_s']:.3f} s |"
+                f"| peak memory below DuckDB's at {e['size']} | {verdict(e['diffy']['peak_rss_bytes'] < e['duckdb']['peak_rss_bytes'])} | "
+                f"{e['diffy']['peak_rss_bytes'] / 1e6:.0f} MB vs {e['duckdb']['peak_rss_bytes'] / 1e6:.0f} MB |"
             )
             lines.append(
-                f"| {e['analysis']}: memory under 4× the input | {verdict(e['rss_over_input'] < 4)} | "
-                f"peak RSS {e['peak_rss_bytes'] / 1e6:.0f} MB = {e['rss_over_input']:.1f}× {e['input_bytes'] / 1e6:.1f} MB |"
+                f"| peak memory under 1.5× the input at {e['size']} | {verdict(e['rss_over_input'] < 1.5)} | {e['rss_over_input']:.2f}× |"
+            )
+        if e["hosts"] == 100000:
+            lines.append(
+                f"| {e['size']} completes | {verdict(True)} | {e['diffy']['median_s']:.1f} s, {e['diffy']['peak_rss_bytes'] / 1e6:.0f} MB |"
             )
     report = "\n".join(lines) + "\n"
     with open(os.path.join(out, "summary.md"), "w") as f:
@@ -523,9 +531,13 @@ def main():
     p = sub.add_parser("process-report")
     p.add_argument("outdir")
     p.set_defaults(run=process_report)
-    p = sub.add_parser("pipeline-report")
+    p = sub.add_parser("stacking-check")
+    p.add_argument("diffy")
+    p.add_argument("duckdb")
+    p.set_defaults(run=stacking_check)
+    p = sub.add_parser("stacking-report")
     p.add_argument("outdir")
-    p.set_defaults(run=pipeline_report)
+    p.set_defaults(run=stacking_report)
     p = sub.add_parser("criterion-report")
     p.add_argument("dir")
     p.set_defaults(run=criterion_report)

@@ -119,7 +119,15 @@ fn runs_every_kind(env: &Env, package: &str, api_version: &str) {
 
     // Everything was saved through the plugin's own persistence.
     let listed = env
-        .diffy(["show", "--persistence-plugin", slug, "--format", "json"])
+        .diffy([
+            "show",
+            "--prefix",
+            "",
+            "--persistence-plugin",
+            slug,
+            "--format",
+            "json",
+        ])
         .output()
         .unwrap();
     let keys: Vec<String> = serde_json::from_slice(&listed.stdout).unwrap();
@@ -129,6 +137,17 @@ fn runs_every_kind(env: &Env, package: &str, api_version: &str) {
         1
     );
     assert_eq!(keys.iter().filter(|k| k.starts_with("report/")).count(), 1);
+    // The run is listed as complete, through the run methods or, for an older plugin, their
+    // fallbacks on save, get and list.
+    let listed = env
+        .diffy(["show", "--persistence-plugin", slug, "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(listed.status.success(), "{}", stderr_of(&listed));
+    let runs: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(runs.as_array().unwrap().len(), 1, "{runs}");
+    assert_eq!(runs[0]["status"], "complete");
+    assert_eq!(runs[0]["records"], 4);
 }
 
 #[test]
@@ -203,7 +222,10 @@ fn a_plugin_of_the_next_release_runs_its_known_methods() {
         .find(|c| c["kind"] == "analysis")
         .unwrap()
         .clone();
-    assert_eq!(analysis["methods"], serde_json::json!(["run", "explain"]));
+    assert_eq!(
+        analysis["methods"],
+        serde_json::json!(["run", "begin", "feed", "finish", "explain"])
+    );
     // Its new document field reaches today's host, which ignores it.
     let output = env
         .diffy([

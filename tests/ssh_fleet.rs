@@ -52,8 +52,18 @@ fn json_of(output: &Output) -> Value {
     serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout_of(output)))
 }
 
-/// The saved record of `target` and `command` in run `run`.
-fn record(env: &Env, run: &str, target: &str, command: &str) -> Value {
+/// The saved record of `target` and `command` in the latest run of incident `incident`.
+fn record(env: &Env, incident: &str, target: &str, command: &str) -> Value {
+    let runs = json_of(
+        &env.diffy(["show", "--incident-id", incident, "--format", "json"])
+            .output()
+            .unwrap(),
+    );
+    let latest = runs.as_array().and_then(|runs| runs.last());
+    let run = latest.unwrap_or_else(|| panic!("no run of {incident}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let key = format!("records/{run}/{target}/{command}");
     let output = env.diffy(["show", &key]).output().unwrap();
     json_of(&output)
@@ -305,8 +315,7 @@ fn every_failure_class_is_named_and_the_incident_goes_only_where_accepted() {
     // An incident id a shell would act on, to show it is never spliced into a command line.
     let incident = "IR-9;touch /tmp/diffy-lab-pwned";
     run(&[], incident);
-    let run_id = "IR-9;touch %2Ftmp%2Fdiffy-lab-pwned";
-    let saved = |target: &str, command: &str| record(&env, run_id, target, command);
+    let saved = |target: &str, command: &str| record(&env, incident, target, command);
 
     let accepted = saved("accepts", "incident");
     assert_eq!(accepted["stdout"], format!("{incident}\n"));

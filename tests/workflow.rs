@@ -402,11 +402,44 @@ fn show_lists_and_renders_saved_reports() {
     let mut args = evidence_args(&fleet, "local-cluster");
     args.extend(["--incident-id".into(), "IR-42".into()]);
     report_of(&env.diffy(&args).output().unwrap());
-    env.diffy(["show"]).assert().success().stdout(
-        predicate::str::contains("report/IR-42")
-            .and(predicate::str::contains("records/IR-42/host-004/packages")),
+    // `show` lists the runs: the incident groups them, each has an id of its own.
+    let runs: Value = serde_json::from_slice(
+        &env.diffy(["show", "--format", "json"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(runs.as_array().unwrap().len(), 1, "{runs}");
+    assert_eq!(runs[0]["incident"], "IR-42");
+    assert_eq!(runs[0]["status"], "complete");
+    let run = runs[0]["id"].as_str().unwrap();
+    assert_ne!(
+        run, "IR-42",
+        "the incident groups runs, it does not name one"
     );
-    env.diffy(["show", "report/IR-42"])
+    env.diffy(["show"]).assert().success().stdout(
+        predicate::str::contains("IR-42")
+            .and(predicate::str::contains(run))
+            .and(predicate::str::contains("complete")),
+    );
+    env.diffy(["show", "--prefix", ""])
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains(format!("report/{run}")).and(predicate::str::contains(
+                format!("records/{run}/host-004/packages"),
+            )),
+        );
+    let record: Value = serde_json::from_slice(
+        &env.diffy(["show", &format!("records/{run}/host-004/packages")])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert!(record["stdout"].as_str().unwrap().contains("strange row"));
+    env.diffy(["show", &format!("report/{run}")])
         .assert()
         .success()
         .stdout(

@@ -10,13 +10,14 @@ use std::borrow::Cow;
 
 use diffy_plugin_api::protocol::{self, Document, Documents};
 use diffy_plugin_api::{
-    AnalysisInput, Command, ComponentKind, Manifest, Record, Report, TargetInfo,
+    AnalysisInput, Command, ComponentKind, Manifest, Record, Report, RunInfo, TargetInfo, keys,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
 use crate::error::{Error, Result};
+use crate::records::{EncodedBatch, RawRecord, json_array};
 
 /// Why a call produced no document, as the transport reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -374,7 +375,177 @@ impl PersistenceHandle {
     }
 }
 
+/// Runs and baselines as units (0.2.1), each with the fallback for a plugin built before it: the
+/// same documents saved one by one under their keys (`diffy_plugin_api::keys`).
+impl PersistenceHandle {
+    /// Reserve run `run.id`; false when a run of that id exists. Without `create_run`, the host
+    /// looks under `run/<id>` first (two hosts racing for one random id could both pass).
+    pub fn create_run(&self, run: &RunInfo) -> Result<bool> {
+        if !self.handle.supports("create_run") {
+            if self.get(&keys::run_key(&run.id))?.is_some() {
+                return Ok(false);
+            }
+            self.save_document(&keys::run_key(&run.id), &to_raw(run))?;
+            return Ok(true);
+        }
+        let request = protocol::PersistenceCreateRun {
+            run: Cow::Borrowed(run),
+        };
+        let answer: protocol::RunCreated = self.handle.call("create_run", &request)?;
+        Ok(answer.created)
+    }
+
+    /// Append a batch of the run's records (one `save_many` without `append_records`).
+    pub fn append_records(&self, batch: &EncodedBatch) -> Result<()> {
+        if !self.handle.supports("append_records") {
+            let keys: Vec<String> = batch
+                .records
+                .iter()
+                .map(|r| keys::record_key(&batch.run, &r.target, &r.command))
+                .collect();
+            let items: Vec<(&str, &RawValue)> = keys
+                .iter()
+                .zip(&batch.records)
+                .map(|(key, record)| (key.as_str(), &*record.json))
+                .collect();
+            return self.save_many(&items);
+        }
+        self.handle
+            .call_raw("append_records", &batch.bytes)
+            .map(drop)
+    }
+
+    /// Save the report, if any, and the run as it ended (the report, then the run, without
+    /// `finish_run`).
+    pub fn finish_run(&self, run: &RunInfo, report: Option<&RawValue>) -> Result<()> {
+        if !self.handle.supports("finish_run") {
+            if let Some(report) = report {
+                self.save_document(&keys::report_key(&run.id), report)?;
+            }
+            return self.save_document(&keys::run_key(&run.id), &to_raw(run));
+        }
+        let request = protocol::PersistenceFinishRun {
+            run: Cow::Borrowed(run),
+            report,
+        };
+        self.handle
+            .call_raw("finish_run", &encode(&request))
+            .map(drop)
+    }
+
+    /// Save the baseline of target key `key` as one unit (its records one by one without
+    /// `save_baseline`, which cannot remove an older baseline's other commands).
+    pub fn save_baseline(&self, key: &str, records: &[RawRecord]) -> Result<()> {
+        if !self.handle.supports("save_baseline") {
+            let keys: Vec<String> = records
+                .iter()
+                .map(|r| keys::baseline_key(key, &r.command))
+                .collect();
+            let items: Vec<(&str, &RawValue)> = keys
+                .iter()
+                .zip(records)
+                .map(|(key, record)| (key.as_str(), &*record.json))
+                .collect();
+            return self.save_many(&items);
+        }
+        let request = protocol::PersistenceSaveBaseline {
+            key: Cow::Borrowed(key),
+            records: records.iter().map(|r| &*r.json).collect(),
+        };
+        self.handle
+            .call_raw("save_baseline", &encode(&request))
+            .map(drop)
+    }
+
+    /// The runs saved, of `incident` only when given, oldest first (the documents under `run/`
+    /// without `list_runs`).
+    pub fn list_runs(&self, incident: Option<&str>) -> Result<Vec<RunInfo>> {
+        if !self.handle.supports("list_runs") {
+            let keys = self.list("run/")?;
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            let mut runs = Vec::new();
+            for (key, text) in keys.iter().zip(self.get_many(&keys)?) {
+                let Some(text) = text else { continue };
+                let run: RunInfo = serde_json::from_str(&text)
+                    .map_err(|e| self.label.malformed(format!("{key} is not a run: {e}")))?;
+                if incident.is_none_or(|incident| run.incident.as_deref() == Some(incident)) {
+                    runs.push(run);
+                }
+            }
+            runs.sort_by(|a, b| a.id.cmp(&b.id));
+            return Ok(runs);
+        }
+        let request = protocol::PersistenceListRuns {
+            incident: incident.map(Cow::Borrowed),
+        };
+        self.handle.call("list_runs", &request)
+    }
+}
+
 impl AnalysisHandle {
+    /// Whether the analysis takes its records in batches (`begin`, `feed`, `finish`).
+    pub fn is_incremental(&self) -> bool {
+        ["begin", "feed", "finish"]
+            .iter()
+            .all(|method| self.handle.supports(method))
+    }
+
+    /// Start analysing run `run`.
+    pub fn begin(
+        &self,
+        run: &str,
+        commands: &[Command],
+        baseline: Option<&[Record]>,
+        incident_id: Option<&str>,
+    ) -> Result<()> {
+        let request = protocol::AnalysisBegin {
+            run: Cow::Borrowed(run),
+            commands: Cow::Borrowed(commands),
+            baseline: baseline.map(Cow::Borrowed),
+            incident: incident(incident_id),
+        };
+        self.handle.call_raw("begin", &encode(&request)).map(drop)
+    }
+
+    /// Feed a batch of the run's records.
+    pub fn feed(&self, batch: &EncodedBatch) -> Result<()> {
+        self.handle.call_raw("feed", &batch.bytes).map(drop)
+    }
+
+    /// Every record was fed: the report.
+    pub fn finish(&self, run: &str) -> Result<Report> {
+        let request = protocol::AnalysisFinish {
+            run: Cow::Borrowed(run),
+        };
+        self.handle.call("finish", &request)
+    }
+
+    /// Run the analysis over records kept as JSON (for an analysis that is not incremental),
+    /// encoding the request by concatenation.
+    pub fn run_records<'r>(
+        &self,
+        commands: &[Command],
+        records: impl IntoIterator<Item = &'r RawRecord>,
+        baseline: Option<&[Record]>,
+        incident_id: Option<&str>,
+    ) -> Result<Report> {
+        let mut text = String::from(r#"{"input":{"commands":"#);
+        text.push_str(&serde_json::to_string(commands).expect("commands serialise"));
+        text.push_str(r#","records":"#);
+        text.push_str(&json_array(records.into_iter().map(|r| &*r.json)));
+        text.push_str(r#","baseline":"#);
+        text.push_str(&serde_json::to_string(&baseline).expect("records serialise"));
+        text.push('}');
+        if let Some(incident) = incident_id {
+            text.push_str(r#","incident":"#);
+            text.push_str(&serde_json::to_string(incident).expect("strings serialise"));
+        }
+        text.push('}');
+        let output = self.handle.call_raw("run", text.as_bytes())?;
+        drop(text);
+        self.handle.decode(&output)
+    }
+
     /// Run the analysis. The input is dropped once encoded, so the records are not held twice.
     pub fn run(&self, input: AnalysisInput, incident_id: Option<&str>) -> Result<Report> {
         let request = protocol::AnalysisRun {
@@ -396,6 +567,11 @@ impl ComponentHandle {
         let text = std::str::from_utf8(output).map_err(|e| self.label.malformed(e))?;
         serde_json::from_str(text).map_err(|e| self.label.malformed(e))
     }
+}
+
+/// A document as raw JSON.
+fn to_raw<T: Serialize>(value: &T) -> Box<RawValue> {
+    serde_json::value::to_raw_value(value).expect("documents serialise")
 }
 
 /// `text` as a raw JSON document, or a usage error when it is not JSON.

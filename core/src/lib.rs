@@ -30,6 +30,7 @@ pub mod manifest_cache;
 pub mod package;
 pub mod processes;
 pub mod progress;
+pub mod records;
 pub mod registry;
 pub mod scaffold;
 pub mod services;

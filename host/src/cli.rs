@@ -225,7 +225,7 @@ pub struct PluginChoices {
     /// A component option, repeatable: --option local-shell.timeout_secs=10
     #[arg(long = "option", value_name = "SLUG.KEY=VALUE")]
     pub options: Vec<String>,
-    /// The incident id, passed to every component and used to name saved results
+    /// The incident id, passed to every component; runs of one incident are listed together
     #[arg(long, value_name = "ID")]
     pub incident_id: Option<String>,
     /// How many targets to collect at once
@@ -276,11 +276,15 @@ pub enum NewCommand {
 /// `diffy show [KEY]`
 #[derive(Debug, Args)]
 pub struct ShowArgs {
-    /// A saved key (a report, a record, a baseline); without it, list the saved keys
+    /// A saved key (report/<run>, records/<run>/<host>/<command>, baseline/<key>/<command>);
+    /// without it, list the runs by incident and time
     pub key: Option<String>,
-    /// List only keys starting with this prefix (e.g. report/)
-    #[arg(long, value_name = "PREFIX", conflicts_with = "key")]
+    /// List the saved keys starting with this prefix (e.g. baseline/) instead of the runs
+    #[arg(long, value_name = "PREFIX", conflicts_with_all = ["key", "incident_id"])]
     pub prefix: Option<String>,
+    /// List only the runs of this incident
+    #[arg(long, value_name = "ID", conflicts_with = "key")]
+    pub incident_id: Option<String>,
     /// Persistence component to read from
     #[arg(long, value_name = "SLUG", default_value = defaults::PERSISTENCE)]
     pub persistence_plugin: String,

@@ -9,8 +9,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use crate::documents::{AnalysisInput, Command, Record, Report, TargetInfo};
+use crate::documents::{
+    AnalysisInput, AnalysisStart, Command, Record, RecordJson, Report, RunInfo, TargetInfo,
+};
 use crate::ffi::{CallStatus, HostBox};
+use crate::keys;
 use crate::manifest::{Component, ComponentKind, Manifest, Permission};
 use crate::protocol::methods_of;
 use crate::protocol::services::{self, LogLevel};
@@ -80,6 +83,76 @@ pub trait Persistence: Send + Sync + 'static {
     fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<String>>> {
         keys.iter().map(|key| self.get(key)).collect()
     }
+    /// Reserve the run `run.id` (since 0.2.1): save `run` under `run/<id>` unless a run of that
+    /// id exists, and say whether it did. A store that can create exclusively (a directory, a
+    /// conditional put) should: the default looks first and saves after, which two hosts racing
+    /// for one id could both pass (ids are random enough that they do not meet in practice).
+    fn create_run(&self, run: &RunInfo) -> Result<bool> {
+        let key = keys::run_key(&run.id);
+        if self.get(&key)?.is_some() {
+            return Ok(false);
+        }
+        self.save(&key, &serde_json::to_string(run)?)?;
+        Ok(true)
+    }
+    /// Append a batch of the run's records (since 0.2.1), each to be read back under
+    /// `records/<run>/<target>/<command>`. The default saves them with
+    /// [`Persistence::save_many`]; a store that keeps a run in a few files should append.
+    fn append_records(&self, run: &str, records: &[RecordJson<'_>]) -> Result<()> {
+        let keys: Vec<String> = records
+            .iter()
+            .map(|r| keys::record_key(run, &r.target, &r.command))
+            .collect();
+        let items: Vec<(&str, &str)> = keys
+            .iter()
+            .zip(records)
+            .map(|(key, record)| (key.as_str(), record.json))
+            .collect();
+        self.save_many(&items)
+    }
+    /// Finish the run (since 0.2.1): save `report` (a report as JSON, none when the run failed)
+    /// under `report/<id>` and `run` under `run/<id>`, the run last, so that a run that reads as
+    /// complete has its report. A store that can should make both one atomic step.
+    fn finish_run(&self, run: &RunInfo, report: Option<&str>) -> Result<()> {
+        if let Some(report) = report {
+            self.save(&keys::report_key(&run.id), report)?;
+        }
+        self.save(&keys::run_key(&run.id), &serde_json::to_string(run)?)
+    }
+    /// Save the baseline of target key `key` (since 0.2.1): one record per command, replacing
+    /// the previous baseline of that key whole, so that no command of an older baseline remains
+    /// and a crash leaves the old baseline or the new one, never a mix. The default saves each
+    /// record under `baseline/<key>/<command>` with [`Persistence::save_many`], which cannot
+    /// remove an older baseline's other commands: a store should replace the unit atomically.
+    fn save_baseline(&self, key: &str, records: &[RecordJson<'_>]) -> Result<()> {
+        let keys: Vec<String> = records
+            .iter()
+            .map(|r| keys::baseline_key(key, &r.command))
+            .collect();
+        let items: Vec<(&str, &str)> = keys
+            .iter()
+            .zip(records)
+            .map(|(key, record)| (key.as_str(), record.json))
+            .collect();
+        self.save_many(&items)
+    }
+    /// The runs saved (since 0.2.1), of `incident` only when one is given, oldest first. The
+    /// default reads every document under `run/`.
+    fn list_runs(&self, incident: Option<&str>) -> Result<Vec<RunInfo>> {
+        let keys = self.list("run/")?;
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let mut runs = Vec::new();
+        for (key, text) in keys.iter().zip(self.get_many(&keys)?) {
+            let Some(text) = text else { continue };
+            let run: RunInfo = serde_json::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("{key} is not a run: {e}"))?;
+            if incident.is_none_or(|incident| run.incident.as_deref() == Some(incident)) {
+                runs.push(run);
+            }
+        }
+        runs.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(runs)
+    }
 }
 
 /// The Diffy Analysis interface: tell which hosts differ, and how.
@@ -87,6 +160,27 @@ pub trait Analysis: Send + Sync + 'static {
     /// Compare `input.records` (against `input.baseline` when the component declared
     /// [`Component::uses_baseline`]) and rank the hosts.
     fn run(&self, input: AnalysisInput, incident: Option<&str>) -> Result<Report>;
+    /// Start analysing a run incrementally (since 0.2.1): the host then feeds the records to the
+    /// returned session in batches as they are collected, and asks it for the report at the end,
+    /// so the analysis need not hold the fleet's raw output. The default, `None`, has this crate
+    /// keep the records and call [`Analysis::run`] once with all of them.
+    fn begin(
+        &self,
+        start: AnalysisStart,
+        incident: Option<&str>,
+    ) -> Result<Option<Box<dyn AnalysisSession>>> {
+        let _ = (start, incident);
+        Ok(None)
+    }
+}
+
+/// One run of an incremental analysis (since 0.2.1), from [`Analysis::begin`].
+pub trait AnalysisSession: Send + 'static {
+    /// A batch of records: every record (one per command) of the targets it covers; a target
+    /// comes in one batch only, and batches come in no particular order of targets.
+    fn feed(&mut self, records: Vec<Record>) -> Result<()>;
+    /// Every record was fed: the report.
+    fn finish(self: Box<Self>) -> Result<Report>;
 }
 
 /// The host's services, given to every component at activation: logging into the host's

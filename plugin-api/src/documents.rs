@@ -348,6 +348,128 @@ pub struct AnalysisInput {
     pub baseline: Option<Vec<Record>>,
 }
 
+/// What an incremental analysis is told before the records come (since 0.2.1): the same as an
+/// [`AnalysisInput`] without its records, which arrive in batches afterwards.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnalysisStart {
+    /// The commands that are collected (for their ids and parsers).
+    pub commands: Vec<Command>,
+    /// The saved baseline records (one per command), for analyses that use one.
+    #[serde(default)]
+    pub baseline: Option<Vec<Record>>,
+}
+
+/// One run of `diffy new analysis` (since 0.2.1), as the persistence keeps it under `run/<id>`:
+/// its id, the incident it belongs to, and whether it finished.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunInfo {
+    /// The run's id, unique and time-ordered: `20261122T084057.123Z-5f0c9a2e`. Its records are
+    /// saved under `records/<id>/…` and its report under `report/<id>`.
+    pub id: String,
+    /// The incident the run belongs to, when one was given: runs of one incident are grouped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident: Option<String>,
+    /// The target key the run examined.
+    pub key: String,
+    /// The analysis slug.
+    #[serde(default)]
+    pub analysis: String,
+    /// When the run started (RFC 3339, UTC, milliseconds).
+    pub started_at: String,
+    /// When it finished, once it has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    /// Where the run stands.
+    pub status: RunStatus,
+    /// How many targets it examines.
+    #[serde(default)]
+    pub hosts: u64,
+    /// How many records were saved, once it finished.
+    #[serde(default)]
+    pub records: u64,
+    /// How many of them did not succeed.
+    #[serde(default)]
+    pub failed_records: u64,
+    /// Why the run failed, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Where a run stands (since 0.2.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Started and not finished: still running, or stopped before it could say so (a store that
+    /// can tell reports [`RunStatus::Interrupted`] instead).
+    Running,
+    /// Finished: every record and the report are saved.
+    Complete,
+    /// Finished without a report; [`RunInfo::error`] says why.
+    Failed,
+    /// Its process ended before the run finished (killed, crashed, lost power).
+    Interrupted,
+    /// A status introduced by a newer `diffy-plugin-api`; treated as not complete.
+    #[serde(other)]
+    Unknown,
+}
+
+impl RunStatus {
+    /// The spelling in documents and listings (`running`, `complete`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Complete => "complete",
+            RunStatus::Failed => "failed",
+            RunStatus::Interrupted => "interrupted",
+            RunStatus::Unknown => "unknown",
+        }
+    }
+}
+
+impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A record as the JSON text it travels as (since 0.2.1), with the ids a store files it under:
+/// what [`Persistence::append_records`](crate::Persistence::append_records) and
+/// [`Persistence::save_baseline`](crate::Persistence::save_baseline) receive, so that a store
+/// writes records without decoding and encoding them again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordJson<'a> {
+    /// The record's target id.
+    pub target: std::borrow::Cow<'a, str>,
+    /// The record's command id.
+    pub command: std::borrow::Cow<'a, str>,
+    /// How the attempt ended.
+    pub status: RecordStatus,
+    /// The whole record, a JSON object.
+    pub json: &'a str,
+}
+
+impl<'a> RecordJson<'a> {
+    /// Read the ids and status of the record `json` (a [`Record`] as JSON), without decoding
+    /// the rest.
+    pub fn read(json: &'a str) -> Result<Self, serde_json::Error> {
+        #[derive(Deserialize)]
+        struct Head<'a> {
+            #[serde(borrow)]
+            target: std::borrow::Cow<'a, str>,
+            #[serde(borrow)]
+            command: std::borrow::Cow<'a, str>,
+            status: RecordStatus,
+        }
+        let head: Head<'a> = serde_json::from_str(json)?;
+        Ok(RecordJson {
+            target: head.target,
+            command: head.command,
+            status: head.status,
+            json,
+        })
+    }
+}
+
 /// The result of an analysis: hosts ranked by how much they differ.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Report {

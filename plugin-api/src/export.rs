@@ -7,10 +7,11 @@
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::ffi::CStr;
 use std::io::Write;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::{Once, OnceLock};
+use std::sync::{Mutex, Once, OnceLock};
 
 use abi_stable::prefix_type::PrefixTypeTrait;
 use abi_stable::sabi_trait::TD_Opaque;
@@ -20,9 +21,10 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::author::{
-    Activation, Analysis, CliCommand, Collection, Host, Payload, Persistence, Plugin, Registered,
-    Result, Target,
+    Activation, Analysis, AnalysisSession, CliCommand, Collection, Host, Payload, Persistence,
+    Plugin, Registered, Result, Target,
 };
+use crate::documents::{AnalysisInput, AnalysisStart, RecordJson};
 use crate::ffi::*;
 use crate::manifest::ComponentKind;
 use crate::protocol::{self, Document, Documents};
@@ -251,7 +253,7 @@ fn build<T: ?Sized>(
     let Some(entry) = registered.iter().find(|r| r.name == name.as_str()) else {
         anyhow::bail!("this plugin has no {kind} named {:?}", name.as_str());
     };
-    Ok(Adapter((entry.make)(activation())?))
+    Ok(Adapter::new((entry.make)(activation())?))
 }
 
 fn boxed<T: ?Sized>(adapter: Adapter<T>) -> ComponentBox
@@ -262,7 +264,31 @@ where
 }
 
 /// An activated component of one kind, answering calls by method name.
-struct Adapter<T: ?Sized>(Box<T>);
+struct Adapter<T: ?Sized> {
+    component: Box<T>,
+    /// The runs an incremental analysis is in the middle of, by run id (empty for other kinds).
+    sessions: Mutex<HashMap<String, Session>>,
+}
+
+impl<T: ?Sized> Adapter<T> {
+    fn new(component: Box<T>) -> Self {
+        Adapter {
+            component,
+            sessions: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+/// One run of an analysis between `begin` and `finish`.
+enum Session {
+    /// The analysis's own incremental session.
+    Incremental(Box<dyn AnalysisSession>),
+    /// An analysis that is not incremental: its records, kept until `finish` calls `run`.
+    Buffered {
+        input: AnalysisInput,
+        incident: Option<String>,
+    },
+}
 
 /// Answer one call: decode the input, call the trait method, encode the answer.
 trait Dispatch: Send + Sync + 'static {
@@ -307,7 +333,7 @@ impl Dispatch for Adapter<dyn CliCommand> {
         match method {
             "run" => {
                 let request: protocol::RunArgs = decode(method, input)?;
-                let exit_code = self.0.run(request.args)?;
+                let exit_code = self.component.run(request.args)?;
                 // Whatever the command printed reaches the terminal before the host goes on.
                 let _ = std::io::stdout().flush();
                 encode(output, &protocol::ExitCode { exit_code })
@@ -329,7 +355,9 @@ impl Dispatch for Adapter<dyn Target> {
                 let request: protocol::TargetGet<'_> = decode(method, input)?;
                 encode(
                     output,
-                    &self.0.get(&request.key, request.incident.as_deref())?,
+                    &self
+                        .component
+                        .get(&request.key, request.incident.as_deref())?,
                 )
             }
             _ => Err(no_such_method(ComponentKind::Target, method)),
@@ -348,7 +376,7 @@ impl Dispatch for Adapter<dyn Payload> {
             "generate" => {
                 let request: protocol::PayloadGenerate<'_> = decode(method, input)?;
                 let commands = self
-                    .0
+                    .component
                     .generate_for(&request.targets, request.incident.as_deref())?;
                 encode(output, &commands)
             }
@@ -367,7 +395,7 @@ impl Dispatch for Adapter<dyn Collection> {
         match method {
             "get" => {
                 let request: protocol::CollectionGet<'_> = decode(method, input)?;
-                let records = self.0.get(
+                let records = self.component.get(
                     &request.targets,
                     &request.commands,
                     request.incident.as_deref(),
@@ -389,7 +417,7 @@ impl Dispatch for Adapter<dyn Persistence> {
         match method {
             "get" => {
                 let request: protocol::PersistenceGet<'_> = decode(method, input)?;
-                let text = self.0.get(&request.key)?;
+                let text = self.component.get(&request.key)?;
                 let document = text
                     .as_deref()
                     .map(|text| raw_document(&request.key, text))
@@ -398,11 +426,11 @@ impl Dispatch for Adapter<dyn Persistence> {
             }
             "save" => {
                 let request: protocol::PersistenceSave<'_> = decode(method, input)?;
-                Ok(self.0.save(&request.key, request.document.get())?)
+                Ok(self.component.save(&request.key, request.document.get())?)
             }
             "list" => {
                 let request: protocol::PersistenceList<'_> = decode(method, input)?;
-                encode(output, &self.0.list(&request.prefix)?)
+                encode(output, &self.component.list(&request.prefix)?)
             }
             "save_many" => {
                 let request: protocol::PersistenceSaveMany<'_> = decode(method, input)?;
@@ -411,12 +439,12 @@ impl Dispatch for Adapter<dyn Persistence> {
                     .iter()
                     .map(|item| (item.key.as_ref(), item.document.get()))
                     .collect();
-                Ok(self.0.save_many(&items)?)
+                Ok(self.component.save_many(&items)?)
             }
             "get_many" => {
                 let request: protocol::PersistenceGetMany<'_> = decode(method, input)?;
                 let keys: Vec<&str> = request.keys.iter().map(AsRef::as_ref).collect();
-                let texts = self.0.get_many(&keys)?;
+                let texts = self.component.get_many(&keys)?;
                 if texts.len() != keys.len() {
                     return Err(anyhow::anyhow!(
                         "get_many returned {} documents for {} keys",
@@ -431,6 +459,31 @@ impl Dispatch for Adapter<dyn Persistence> {
                     .map(|(key, text)| text.as_deref().map(|t| raw_document(key, t)).transpose())
                     .collect::<Result<Vec<_>>>()?;
                 encode(output, &Documents { documents })
+            }
+            "create_run" => {
+                let request: protocol::PersistenceCreateRun<'_> = decode(method, input)?;
+                let created = self.component.create_run(&request.run)?;
+                encode(output, &protocol::RunCreated { created })
+            }
+            "append_records" => {
+                let request: protocol::RecordBatch<'_> = decode(method, input)?;
+                let records = record_texts(method, &request.records)?;
+                Ok(self.component.append_records(&request.run, &records)?)
+            }
+            "finish_run" => {
+                let request: protocol::PersistenceFinishRun<'_> = decode(method, input)?;
+                let report = request.report.map(RawValue::get);
+                Ok(self.component.finish_run(&request.run, report)?)
+            }
+            "save_baseline" => {
+                let request: protocol::PersistenceSaveBaseline<'_> = decode(method, input)?;
+                let records = record_texts(method, &request.records)?;
+                Ok(self.component.save_baseline(&request.key, &records)?)
+            }
+            "list_runs" => {
+                let request: protocol::PersistenceListRuns<'_> = decode(method, input)?;
+                let runs = self.component.list_runs(request.incident.as_deref())?;
+                encode(output, &runs)
             }
             _ => Err(no_such_method(ComponentKind::Persistence, method)),
         }
@@ -448,13 +501,89 @@ impl Dispatch for Adapter<dyn Analysis> {
             "run" => {
                 let request: protocol::AnalysisRun<'_> = decode(method, input)?;
                 let report = self
-                    .0
+                    .component
                     .run(request.input.into_owned(), request.incident.as_deref())?;
+                encode(output, &report)
+            }
+            "begin" => {
+                let request: protocol::AnalysisBegin<'_> = decode(method, input)?;
+                let start = AnalysisStart {
+                    commands: request.commands.into_owned(),
+                    baseline: request.baseline.map(|b| b.into_owned()),
+                };
+                let incident = request.incident.map(|i| i.into_owned());
+                let session = match self.component.begin(start.clone(), incident.as_deref())? {
+                    Some(session) => Session::Incremental(session),
+                    None => Session::Buffered {
+                        input: AnalysisInput {
+                            commands: start.commands,
+                            records: Vec::new(),
+                            baseline: start.baseline,
+                        },
+                        incident,
+                    },
+                };
+                let mut sessions = self.lock_sessions();
+                if sessions.contains_key(request.run.as_ref()) {
+                    return Err(anyhow::anyhow!(
+                        "the analysis of run {:?} has already begun",
+                        request.run
+                    )
+                    .into());
+                }
+                sessions.insert(request.run.into_owned(), session);
+                Ok(())
+            }
+            "feed" => {
+                let request: protocol::AnalysisFeed = decode(method, input)?;
+                // Out of the table while it works, so other runs' batches are not held up.
+                let mut session = self.take_session(&request.run)?;
+                match &mut session {
+                    Session::Incremental(session) => session.feed(request.records)?,
+                    Session::Buffered { input, .. } => input.records.extend(request.records),
+                }
+                self.lock_sessions().insert(request.run, session);
+                Ok(())
+            }
+            "finish" => {
+                let request: protocol::AnalysisFinish<'_> = decode(method, input)?;
+                let report = match self.take_session(&request.run)? {
+                    Session::Incremental(session) => session.finish()?,
+                    Session::Buffered { input, incident } => {
+                        self.component.run(input, incident.as_deref())?
+                    }
+                };
                 encode(output, &report)
             }
             _ => Err(no_such_method(ComponentKind::Analysis, method)),
         }
     }
+}
+
+impl Adapter<dyn Analysis> {
+    fn lock_sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
+        // A panic while the table was held left it whole: each entry is inserted or removed.
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn take_session(&self, run: &str) -> Result<Session> {
+        self.lock_sessions().remove(run).ok_or_else(|| {
+            anyhow::anyhow!("no analysis of run {run:?} has begun (or it already finished)")
+        })
+    }
+}
+
+/// The ids of each record of a batch, for the store to file it under.
+fn record_texts<'a>(method: &str, records: &[&'a RawValue]) -> Result<Vec<RecordJson<'a>>> {
+    records
+        .iter()
+        .enumerate()
+        .map(|(index, raw)| {
+            RecordJson::read(raw.get()).map_err(|e| {
+                anyhow::anyhow!("the host sent a malformed record to {method}: record {index}: {e}")
+            })
+        })
+        .collect()
 }
 
 /// Declare the plugin this library exports.
@@ -557,27 +686,27 @@ mod tests {
         let adapters: Vec<(ComponentKind, Box<dyn Dispatch>)> = vec![
             (
                 ComponentKind::CliCommand,
-                Box::new(Adapter::<dyn CliCommand>(Box::new(Nothing))),
+                Box::new(Adapter::<dyn CliCommand>::new(Box::new(Nothing))),
             ),
             (
                 ComponentKind::Target,
-                Box::new(Adapter::<dyn Target>(Box::new(Nothing))),
+                Box::new(Adapter::<dyn Target>::new(Box::new(Nothing))),
             ),
             (
                 ComponentKind::Payload,
-                Box::new(Adapter::<dyn Payload>(Box::new(Nothing))),
+                Box::new(Adapter::<dyn Payload>::new(Box::new(Nothing))),
             ),
             (
                 ComponentKind::Collection,
-                Box::new(Adapter::<dyn Collection>(Box::new(Nothing))),
+                Box::new(Adapter::<dyn Collection>::new(Box::new(Nothing))),
             ),
             (
                 ComponentKind::Persistence,
-                Box::new(Adapter::<dyn Persistence>(Box::new(Nothing))),
+                Box::new(Adapter::<dyn Persistence>::new(Box::new(Nothing))),
             ),
             (
                 ComponentKind::Analysis,
-                Box::new(Adapter::<dyn Analysis>(Box::new(Nothing))),
+                Box::new(Adapter::<dyn Analysis>::new(Box::new(Nothing))),
             ),
         ];
         for (kind, adapter) in &adapters {

@@ -2,7 +2,7 @@
 //! own, so a call that never returns costs one timeout and a clear error instead of the run.
 
 use std::sync::{Arc, mpsc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::component::{Label, Typed};
 use crate::error::{Error, Result};
@@ -66,27 +66,34 @@ impl<H: Send + Sync + 'static> Guarded<H> {
         what: &str,
         f: impl FnOnce(&H) -> Result<T> + Send + 'static,
     ) -> Result<T> {
+        self.start(what, f).wait()
+    }
+
+    /// Start `f` on the component's thread and return at once; [`Pending::wait`] waits at most
+    /// the timeout, counted from now, for its answer. Calls run one after another, in order.
+    pub(super) fn start<T: Send + 'static>(
+        &self,
+        what: &str,
+        f: impl FnOnce(&H) -> Result<T> + Send + 'static,
+    ) -> Pending<T> {
         let (answer, receiver) = mpsc::sync_channel(1);
         let handle = Arc::clone(&self.handle);
-        let timed_out = |ended: usize| {
-            Error::Plugin(format!(
-                "plugin {} {} {} did not return from {what} within {}s{}",
-                self.label.plugin,
-                self.label.kind,
-                self.label.name,
-                self.timeout.as_secs_f64(),
-                super::collect::killed(ended)
-            ))
-        };
-        self.jobs
-            .send(Box::new(move || {
-                let _ = answer.send(f(&handle));
-            }))
-            .map_err(|_| timed_out(0))?;
-        receiver
-            .recv_timeout(self.timeout)
-            // The call is abandoned; what it started must not outlive it.
-            .map_err(|_| timed_out(processes::end_started_by(self.thread)))?
+        let timed_out = format!(
+            "plugin {} {} {} did not return from {what} within {}s",
+            self.label.plugin,
+            self.label.kind,
+            self.label.name,
+            self.timeout.as_secs_f64()
+        );
+        let sent = self.jobs.send(Box::new(move || {
+            let _ = answer.send(f(&handle));
+        }));
+        Pending {
+            receiver: sent.is_ok().then_some(receiver),
+            deadline: Instant::now() + self.timeout,
+            timed_out,
+            thread: self.thread,
+        }
     }
 
     pub(super) fn malformed(&self, fault: String) -> Error {
@@ -94,5 +101,36 @@ impl<H: Send + Sync + 'static> Guarded<H> {
             "plugin {} returned a malformed document from {} {}: {fault}",
             self.label.plugin, self.label.kind, self.label.name
         ))
+    }
+}
+
+/// A call started with [`Guarded::start`].
+pub(super) struct Pending<T> {
+    receiver: Option<mpsc::Receiver<Result<T>>>,
+    deadline: Instant,
+    /// What the timeout's error says, before what was killed.
+    timed_out: String,
+    /// The component's thread, whose processes are ended when the call is abandoned.
+    thread: Pid,
+}
+
+impl<T> Pending<T> {
+    /// The call's answer, or the timeout's error once its deadline has passed.
+    pub(super) fn wait(self) -> Result<T> {
+        let timed_out = |ended: usize| {
+            Error::Plugin(format!(
+                "{}{}",
+                self.timed_out,
+                super::collect::killed(ended)
+            ))
+        };
+        let Some(receiver) = &self.receiver else {
+            return Err(timed_out(0));
+        };
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        receiver
+            .recv_timeout(left)
+            // The call is abandoned; what it started must not outlive it.
+            .map_err(|_| timed_out(processes::end_started_by(self.thread)))?
     }
 }

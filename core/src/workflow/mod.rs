@@ -12,14 +12,15 @@
 
 mod collect;
 mod guard;
-mod keys;
+mod names;
+mod stream;
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use diffy_plugin_api::{
-    AnalysisInput, Command, ComponentKind, Record, RecordStatus, Report, TargetInfo,
+    Command, ComponentKind, Record, Report, RunInfo, RunStatus, TargetInfo, keys,
 };
 use serde_json::value::RawValue;
 
@@ -32,8 +33,9 @@ use crate::error::{Error, Result};
 use crate::progress::{Progress, Silent};
 use collect::collect;
 use guard::Guarded;
-use keys::timestamp_id;
-pub use keys::{baseline_prefix, key_segment};
+pub use names::{MAX_INCIDENT_CHARS, MAX_TARGET_KEY_CHARS};
+use names::{check_incident, check_target_key, new_run_id, now_rfc3339_millis};
+use stream::RunSink;
 
 /// The components `diffy new` uses unless told otherwise: the bundled `diffy-local`'s.
 pub mod defaults {
@@ -167,6 +169,8 @@ pub struct AnalysisOutcome {
     pub records: usize,
     /// How many records did not succeed.
     pub failed_records: usize,
+    /// The run, as saved.
+    pub run: RunInfo,
 }
 
 struct Components {
@@ -282,29 +286,6 @@ fn resolve_targets(
     Ok(targets)
 }
 
-fn save(
-    persistence: &Guarded<PersistenceHandle>,
-    key: String,
-    document: Box<RawValue>,
-) -> Result<()> {
-    persistence.call("save", move |p| p.save_document(&key, &document))
-}
-
-/// Save `(key, document)` pairs in one batched call (one call per document for plugins built
-/// before `save_many`).
-fn save_many(
-    persistence: &Guarded<PersistenceHandle>,
-    items: Vec<(String, Box<RawValue>)>,
-) -> Result<()> {
-    persistence.call("save_many", move |p| {
-        let items: Vec<(&str, &RawValue)> = items
-            .iter()
-            .map(|(key, document)| (key.as_str(), &**document))
-            .collect();
-        p.save_many(&items)
-    })
-}
-
 /// A document as JSON, written once and never parsed again on the host's side.
 fn raw_json<T: serde::Serialize>(value: &T) -> Box<RawValue> {
     serde_json::value::to_raw_value(value).expect("documents serialise")
@@ -316,6 +297,8 @@ pub fn new_baseline(
     key: &str,
     run: &RunOptions,
 ) -> Result<BaselineOutcome> {
+    check_target_key(key)?;
+    check_incident(run.incident.as_deref())?;
     let (components, _plan) = activate_pipeline(activator, run, false)?;
     let targets = resolve_targets(&components.target, key, run.incident.clone())?;
     let targets_found = targets.len();
@@ -331,23 +314,34 @@ pub fn new_baseline(
         std::slice::from_ref(&first),
         run.incident.clone(),
     )?;
-    let records = collect(
+    let mut collected = Vec::new();
+    collect(
         &components.collection,
-        std::slice::from_ref(&first),
+        Arc::from(vec![first.clone()]),
         &commands,
         run,
         &Silent,
-    );
-    let prefix = baseline_prefix(key);
-    let items: Vec<(String, Box<RawValue>)> = records
+        |records| {
+            collected.extend(records);
+            Ok(())
+        },
+    )?;
+    let records = collected
         .iter()
         .map(|record| {
-            let record_key = format!("{prefix}{}", key_segment(&record.command));
-            (record_key, raw_json(record))
+            record
+                .decode()
+                .map_err(|e| components.collection.label.malformed(e))
         })
+        .collect::<Result<Vec<Record>>>()?;
+    let keys = collected
+        .iter()
+        .map(|record| keys::baseline_key(key, &record.command))
         .collect();
-    let keys = items.iter().map(|(key, _)| key.clone()).collect();
-    save_many(&components.persistence, items)?;
+    let owned_key = key.to_string();
+    components.persistence.call("save_baseline", move |p| {
+        p.save_baseline(&owned_key, &collected)
+    })?;
     Ok(BaselineOutcome {
         target: first,
         targets_found,
@@ -363,6 +357,8 @@ pub fn new_analysis(
     run: &RunOptions,
     progress: &dyn Progress,
 ) -> Result<AnalysisOutcome> {
+    check_target_key(key)?;
+    check_incident(run.incident.as_deref())?;
     let (components, plan) = activate_pipeline(activator, run, true)?;
     let planned_analysis = plan.get(ComponentKind::Analysis).expect("planned above");
 
@@ -376,43 +372,139 @@ pub fn new_analysis(
         None
     };
     let analysis = AnalysisHandle::from(activator.activate_planned(planned_analysis)?);
+    let incremental = analysis.is_incremental();
     let analysis = Guarded::new(analysis, run.component_timeout)?;
 
     let targets = resolve_targets(&components.target, key, run.incident.clone())?;
     let commands = generate_commands(&components.payload, &targets, run.incident.clone())?;
-    let records = collect(&components.collection, &targets, &commands, run, progress);
-    let failed_records = records
-        .iter()
-        .filter(|r| r.status != RecordStatus::Ok)
-        .count();
-
-    let run_id = key_segment(&run.incident.clone().unwrap_or_else(timestamp_id));
-    let items = records
-        .iter()
-        .map(|record| {
-            let record_key = format!(
-                "records/{run_id}/{}/{}",
-                key_segment(&record.target),
-                key_segment(&record.command)
-            );
-            (record_key, raw_json(record))
-        })
-        .collect();
-    save_many(&components.persistence, items)?;
-    let record_count = records.len();
-    let input = AnalysisInput {
+    let mut info = create_run(&components.persistence, key, run, &targets)?;
+    let outcome = analyse(
+        &components,
+        &analysis,
+        incremental,
+        &info.id,
+        targets,
         commands,
-        records,
         baseline,
+        run,
+        progress,
+    );
+    info.finished_at = Some(now_rfc3339_millis());
+    let (report, report_json) = match outcome {
+        Ok(analysed) => {
+            info.status = RunStatus::Complete;
+            info.records = analysed.records as u64;
+            info.failed_records = analysed.failed as u64;
+            (analysed.report, None)
+        }
+        Err(error) => {
+            // Keep what was saved, and say why the run has no report.
+            info.status = RunStatus::Failed;
+            info.error = Some(error.to_string());
+            let failed = info.clone();
+            if let Err(also) = components
+                .persistence
+                .call("finish_run", move |p| p.finish_run(&failed, None))
+            {
+                tracing::warn!("cannot mark run {} as failed: {also}", info.id);
+            }
+            return Err(error);
+        }
     };
-    let incident = run.incident.clone();
-    let mut report = analysis.call("run", move |a| a.run(input, incident.as_deref()))?;
-    let known: HashSet<&str> = targets.iter().map(|t| t.id.as_str()).collect();
-    if let Some(stranger) = report
-        .hosts
-        .iter()
-        .find(|h| !known.contains(h.target.as_str()))
-    {
+    let report_json = report_json.unwrap_or_else(|| raw_json(&report));
+    let finished = info.clone();
+    components.persistence.call("finish_run", move |p| {
+        p.finish_run(&finished, Some(&report_json))
+    })?;
+    Ok(AnalysisOutcome {
+        report,
+        report_key: keys::report_key(&info.id),
+        records: info.records as usize,
+        failed_records: info.failed_records as usize,
+        run: info,
+    })
+}
+
+/// Reserve a new run id in the persistence: a few tries, each with a new id, in case another
+/// run took the first.
+fn create_run(
+    persistence: &Guarded<PersistenceHandle>,
+    key: &str,
+    run: &RunOptions,
+    targets: &[TargetInfo],
+) -> Result<RunInfo> {
+    const TRIES: usize = 5;
+    for _ in 0..TRIES {
+        let info = RunInfo {
+            id: new_run_id(),
+            incident: run.incident.clone(),
+            key: key.to_string(),
+            analysis: run.choices.analysis.clone(),
+            started_at: now_rfc3339_millis(),
+            finished_at: None,
+            status: RunStatus::Running,
+            hosts: targets.len() as u64,
+            records: 0,
+            failed_records: 0,
+            error: None,
+        };
+        let candidate = info.clone();
+        if persistence.call("create_run", move |p| p.create_run(&candidate))? {
+            return Ok(info);
+        }
+        tracing::debug!("run id {} is taken; trying another", info.id);
+    }
+    Err(persistence.malformed(format!(
+        "create_run refused {TRIES} new random run ids as taken"
+    )))
+}
+
+/// What a run's analysis produced.
+struct Analysed {
+    report: Report,
+    records: usize,
+    failed: usize,
+}
+
+/// Collect the fleet into run `run_id`, saving and analysing records as they come in, and check
+/// the report.
+#[allow(clippy::too_many_arguments)]
+fn analyse(
+    components: &Components,
+    analysis: &Guarded<AnalysisHandle>,
+    incremental: bool,
+    run_id: &str,
+    targets: Vec<TargetInfo>,
+    commands: Vec<Command>,
+    baseline: Option<Vec<Record>>,
+    run: &RunOptions,
+    progress: &dyn Progress,
+) -> Result<Analysed> {
+    if incremental {
+        let (id, begun_commands) = (run_id.to_string(), commands.clone());
+        let (begun_baseline, incident) = (baseline.clone(), run.incident.clone());
+        analysis.call("begin", move |a| {
+            a.begin(
+                &id,
+                &begun_commands,
+                begun_baseline.as_deref(),
+                incident.as_deref(),
+            )
+        })?;
+    }
+    let known: HashSet<String> = targets.iter().map(|t| t.id.clone()).collect();
+    let mut sink = RunSink::new(run_id, &components.persistence, analysis, incremental);
+    collect(
+        &components.collection,
+        Arc::from(targets),
+        &commands,
+        run,
+        progress,
+        |records| sink.push(records),
+    )?;
+    let (records, failed) = (sink.records, sink.failed);
+    let mut report = sink.finish(commands, baseline, run.incident.clone())?;
+    if let Some(stranger) = report.hosts.iter().find(|h| !known.contains(&h.target)) {
         return Err(analysis.malformed(format!(
             "the report names {:?}, which is not one of the targets",
             stranger.target
@@ -426,27 +518,25 @@ pub fn new_analysis(
         .flat_map(|h| &h.commands)
         .filter(|c| c.error.is_some())
         .count();
-    if failed_records > accounted {
-        report.warnings.push(format!(
-            "{failed_records} of {record_count} collections failed"
-        ));
+    if failed > accounted {
+        report
+            .warnings
+            .push(format!("{failed} of {records} collections failed"));
     }
-    let report_key = format!("report/{run_id}");
-    save(
-        &components.persistence,
-        report_key.clone(),
-        raw_json(&report),
-    )?;
-    Ok(AnalysisOutcome {
+    Ok(Analysed {
         report,
-        report_key,
-        records: record_count,
-        failed_records,
+        records,
+        failed,
     })
 }
 
+/// The runs saved (of `incident` only, when given), oldest first.
+pub fn list_runs(persistence: &PersistenceHandle, incident: Option<&str>) -> Result<Vec<RunInfo>> {
+    persistence.list_runs(incident)
+}
+
 fn load_baseline(persistence: &Guarded<PersistenceHandle>, key: &str) -> Result<Vec<Record>> {
-    let prefix = baseline_prefix(key);
+    let prefix = keys::baseline_prefix(key);
     let listed_prefix = prefix.clone();
     let keys = persistence.call("list", move |p| p.list(&listed_prefix))?;
     if let Some(outside) = keys.iter().find(|k| !k.starts_with(&prefix)) {

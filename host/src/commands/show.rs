@@ -4,12 +4,13 @@ use diffy_core::Result;
 use diffy_core::config::Settings;
 use diffy_core::error::Error;
 use diffy_core::workflow;
-use diffy_plugin_api::Report;
+use diffy_plugin_api::{Report, RunInfo};
 
 use super::report;
 use crate::cli::{Format, ShowArgs};
 use crate::output::{out, outln};
 use crate::printable::{printable, printable_json};
+use crate::table::{add_row, new_table};
 
 /// Run `diffy show`.
 pub fn run(settings: &Settings, args: ShowArgs) -> Result<u8> {
@@ -17,7 +18,18 @@ pub fn run(settings: &Settings, args: ShowArgs) -> Result<u8> {
     let persistence =
         workflow::open_persistence(&mut activator, &args.persistence_plugin, &args.options)?;
     let Some(key) = args.key else {
-        let keys = persistence.list(args.prefix.as_deref().unwrap_or(""))?;
+        let Some(prefix) = args.prefix else {
+            let runs = workflow::list_runs(&persistence, args.incident_id.as_deref())?;
+            match args.format {
+                Format::Json => outln!(
+                    "{}",
+                    serde_json::to_string_pretty(&runs).expect("runs serialise")
+                ),
+                Format::Table => out!("{}", runs_table(runs)),
+            }
+            return Ok(0);
+        };
+        let keys = persistence.list(&prefix)?;
         return print_keys(&keys, args.format);
     };
     // A key ending in `/` is a prefix, which no document is saved under.
@@ -30,7 +42,8 @@ pub fn run(settings: &Settings, args: ShowArgs) -> Result<u8> {
         let beneath = persistence.list(&format!("{}/", key.trim_end_matches('/')))?;
         if beneath.is_empty() {
             return Err(Error::Usage(format!(
-                "nothing is saved under {key:?}; run 'diffy show' to list the keys"
+                "nothing is saved under {key:?}; run 'diffy show' to list the runs, \
+                 'diffy show --prefix \"\"' the keys"
             )));
         }
         return print_keys(&beneath, args.format);
@@ -70,4 +83,46 @@ fn print_keys(keys: &[String], format: Format) -> Result<u8> {
         }
     }
     Ok(0)
+}
+
+/// The runs as a table: grouped by incident (runs without one last), oldest first in each group,
+/// with where each stands and the key of its report.
+fn runs_table(mut runs: Vec<RunInfo>) -> String {
+    if runs.is_empty() {
+        return "no runs saved; 'diffy new analysis KEY' makes one\n".to_string();
+    }
+    runs.sort_by(|a, b| {
+        (a.incident.is_none(), &a.incident, &a.id).cmp(&(b.incident.is_none(), &b.incident, &b.id))
+    });
+    let mut table = new_table(&[
+        "INCIDENT",
+        "RUN",
+        "STARTED",
+        "STATUS",
+        "HOSTS",
+        "RECORDS",
+        "FAILED",
+        "ANALYSIS",
+        "TARGET KEY",
+    ]);
+    for run in &runs {
+        add_row(
+            &mut table,
+            [
+                run.incident.clone().unwrap_or_else(|| "-".into()),
+                run.id.clone(),
+                run.started_at.clone(),
+                run.status.to_string(),
+                run.hosts.to_string(),
+                run.records.to_string(),
+                run.failed_records.to_string(),
+                run.analysis.clone(),
+                run.key.clone(),
+            ],
+        );
+    }
+    format!(
+        "{table}\n\n'diffy show report/<RUN>' shows a run's report; a run that is not complete has \
+         no report\n"
+    )
 }

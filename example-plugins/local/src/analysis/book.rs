@@ -4,19 +4,20 @@
 //! Text rows (`lines`, `columns`) are normalised as [`RowNormaliser`] does. Rows of named columns
 //! (`json`, `csv`, `tsv`) keep their columns less the ignored ones, by column number in the book:
 //! two rows are the same when they have the same values in the same columns, whatever order the
-//! output names them in. Values are borrowed from the records wherever the parser could borrow
-//! them; only the rows that reach a report are copied.
+//! output names them in. A row is looked up as the parser read it, borrowed from the output, and
+//! copied into the book only the first time it is seen: the book owns one copy of each distinct
+//! row and nothing of the outputs it read, so an analysis can drop each record once entered.
 
 use std::borrow::Cow;
 
 use diffy_plugin_api::rows::{ParseError, Parsed};
 use diffy_plugin_api::{Command, Parser, Row};
-use indexmap::{IndexMap, IndexSet};
+use std::hash::{Hash, Hasher};
+
+use foldhash::fast::RandomState;
+use indexmap::{Equivalent, IndexMap, IndexSet};
 
 use super::rows::RowNormaliser;
-
-/// How a record without a known command is parsed.
-const DEFAULT_PARSER: &Parser = &Parser::Lines;
 
 /// A row number in a [`RowBook`].
 pub(crate) type RowId = usize;
@@ -30,23 +31,61 @@ enum NormalRow<'a> {
     Named(Box<[Option<Cow<'a, str>>]>),
 }
 
+impl NormalRow<'_> {
+    fn to_owned_row(&self) -> NormalRow<'static> {
+        let own = |value: &Cow<'_, str>| Cow::Owned(value.to_string());
+        match self {
+            NormalRow::Text(text) => NormalRow::Text(own(text)),
+            NormalRow::Named(values) => {
+                NormalRow::Named(values.iter().map(|v| v.as_ref().map(own)).collect())
+            }
+        }
+    }
+}
+
+/// A row as the book keeps it, owned.
+#[derive(Debug, PartialEq, Eq)]
+struct Stored(NormalRow<'static>);
+
+impl Hash for Stored {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+/// A row as read from an output, borrowed, looked up among the stored ones (hashed the same).
+struct Lookup<'r, 's>(&'r NormalRow<'s>);
+
+impl Hash for Lookup<'_, '_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+impl Equivalent<Stored> for Lookup<'_, '_> {
+    fn equivalent(&self, stored: &Stored) -> bool {
+        *self.0 == stored.0
+    }
+}
+
 /// One command's distinct rows, as the records of many hosts (and a baseline) hold them.
-pub(crate) struct RowBook<'a> {
-    parser: &'a Parser,
+pub(crate) struct RowBook {
+    parser: Parser,
     /// Lowercase names of the columns left out.
     ignored: Vec<String>,
     /// Lowercase names of the columns that identify a row.
     key: Vec<String>,
     text: RowNormaliser,
     /// The kept columns of named rows, by number.
-    columns: IndexSet<Cow<'a, str>>,
-    rows: IndexSet<NormalRow<'a>>,
+    columns: IndexSet<String, RandomState>,
+    /// Hashed with foldhash: with SipHash, the default, hashing was an eighth of a fleet analysis.
+    rows: IndexSet<Stored, RandomState>,
 }
 
-impl<'a> RowBook<'a> {
+impl RowBook {
     /// A book for `command` (unknown: read as lines), leaving out its own ignored columns and
     /// `ignore_columns` (the analysis's option), case-insensitively.
-    pub(crate) fn new(command: Option<&'a Command>, ignore_columns: &[String]) -> Self {
+    pub(crate) fn new(command: Option<&Command>, ignore_columns: &[String]) -> Self {
         let mut ignored: Vec<String> = ignore_columns.iter().map(|c| c.to_lowercase()).collect();
         let mut key = Vec::new();
         if let Some(command) = command {
@@ -54,22 +93,22 @@ impl<'a> RowBook<'a> {
             key.extend(command.key_columns.iter().map(|c| c.to_lowercase()));
         }
         RowBook {
-            parser: command.map_or(DEFAULT_PARSER, Command::parser),
+            parser: command.map_or(Parser::Lines, |c| c.parser().clone()),
             text: RowNormaliser::new(&ignored),
             ignored,
             key,
-            columns: IndexSet::new(),
-            rows: IndexSet::new(),
+            columns: IndexSet::default(),
+            rows: IndexSet::default(),
         }
     }
 
     /// The distinct rows of `stdout`, sorted by number, entered in the book as needed.
-    pub(crate) fn enter(&mut self, stdout: &'a str) -> Result<Vec<RowId>, ParseError> {
+    pub(crate) fn enter(&mut self, stdout: &str) -> Result<Vec<RowId>, ParseError> {
         let mut ids = match self.parser.read(stdout)? {
             Parsed::Text(table) => {
                 let rows = self.text.table_rows(&table, stdout);
                 rows.into_iter()
-                    .map(|row| self.rows.insert_full(NormalRow::Text(row)).0)
+                    .map(|row| self.number(NormalRow::Text(row)))
                     .collect::<Vec<_>>()
             }
             Parsed::Named(table) => {
@@ -77,19 +116,29 @@ impl<'a> RowBook<'a> {
                 // The book's number of each of the table's columns; `None` for an ignored one.
                 let numbers: Vec<Option<usize>> = names
                     .into_iter()
-                    .map(|name| (!self.is_ignored(&name)).then(|| self.columns.insert_full(name).0))
+                    .map(|name| {
+                        (!self.is_ignored(&name)).then(|| match self.columns.get_index_of(&*name) {
+                            Some(number) => number,
+                            None => self.columns.insert_full(name.into_owned()).0,
+                        })
+                    })
                     .collect();
                 rows.into_iter()
-                    .map(|values| {
-                        let row = NormalRow::Named(kept_values(&numbers, values));
-                        self.rows.insert_full(row).0
-                    })
+                    .map(|values| self.number(NormalRow::Named(kept_values(&numbers, values))))
                     .collect()
             }
         };
         ids.sort_unstable();
         ids.dedup();
         Ok(ids)
+    }
+
+    /// The number of `row`, copied into the book if it is new.
+    fn number(&mut self, row: NormalRow<'_>) -> RowId {
+        match self.rows.get_index_of(&Lookup(&row)) {
+            Some(id) => id,
+            None => self.rows.insert_full(Stored(row.to_owned_row())).0,
+        }
     }
 
     fn is_ignored(&self, column: &str) -> bool {
@@ -104,7 +153,7 @@ impl<'a> RowBook<'a> {
 
     /// Row `id` as a report names it: its text, or its kept columns in the book's order.
     pub(crate) fn row(&self, id: RowId) -> Row {
-        match &self.rows[id] {
+        match &self.rows[id].0 {
             NormalRow::Text(text) => Row::Text(text.to_string()),
             NormalRow::Named(values) => Row::Columns(
                 self.named(values)
@@ -117,18 +166,18 @@ impl<'a> RowBook<'a> {
     /// The `(column, value)` pairs of named `values`, in the book's column order.
     fn named<'v>(
         &'v self,
-        values: &'v [Option<Cow<'a, str>>],
+        values: &'v [Option<Cow<'static, str>>],
     ) -> impl Iterator<Item = (&'v str, &'v str)> {
         self.columns
             .iter()
             .zip(values)
-            .filter_map(|(name, value)| Some((name.as_ref(), value.as_deref()?)))
+            .filter_map(|(name, value)| Some((name.as_str(), value.as_deref()?)))
     }
 
     /// The values of row `id` in the key columns, when the command names key columns and the row
     /// has at least one of them (text rows have none).
     pub(crate) fn key(&self, id: RowId) -> Option<Vec<(&str, &str)>> {
-        let NormalRow::Named(values) = &self.rows[id] else {
+        let NormalRow::Named(values) = &self.rows[id].0 else {
             return None;
         };
         if self.key.is_empty() {
@@ -144,14 +193,14 @@ impl<'a> RowBook<'a> {
     /// The names of the columns whose values differ between rows `a` and `b` (a column only one
     /// of them has included), in the book's column order.
     pub(crate) fn changed_columns(&self, a: RowId, b: RowId) -> Vec<String> {
-        let (NormalRow::Named(a), NormalRow::Named(b)) = (&self.rows[a], &self.rows[b]) else {
+        let (NormalRow::Named(a), NormalRow::Named(b)) = (&self.rows[a].0, &self.rows[b].0) else {
             return Vec::new();
         };
         self.columns
             .iter()
             .enumerate()
             .filter(|(number, _)| a.get(*number) != b.get(*number))
-            .map(|(_, name)| name.to_string())
+            .map(|(_, name)| name.clone())
             .collect()
     }
 }
@@ -175,7 +224,7 @@ fn kept_values<'a>(
 }
 
 /// `rows` as a report lists them: sorted by how they read.
-pub(crate) fn sorted_rows(book: &RowBook<'_>, ids: impl IntoIterator<Item = RowId>) -> Vec<Row> {
+pub(crate) fn sorted_rows(book: &RowBook, ids: impl IntoIterator<Item = RowId>) -> Vec<Row> {
     let mut rows: Vec<(String, Row)> = ids
         .into_iter()
         .map(|id| {
@@ -208,7 +257,7 @@ mod tests {
             .ignore_columns(["start_time"])
     }
 
-    fn lines(book: &RowBook<'_>, ids: &[RowId]) -> Vec<String> {
+    fn lines(book: &RowBook, ids: &[RowId]) -> Vec<String> {
         ids.iter().map(|&id| book.row(id).to_line()).collect()
     }
 

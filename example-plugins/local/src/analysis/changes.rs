@@ -18,7 +18,7 @@ pub(crate) struct Changes {
 
 /// Pair the `added` and `removed` rows of `book` that share a key. A key that more than one row
 /// of either side has does not say which row became which: those rows stay added and removed.
-pub(crate) fn pair(book: &RowBook<'_>, added: Vec<RowId>, removed: Vec<RowId>) -> Changes {
+pub(crate) fn pair(book: &RowBook, added: Vec<RowId>, removed: Vec<RowId>) -> Changes {
     type Sides = (Vec<RowId>, Vec<RowId>);
     let mut by_key: HashMap<Vec<(&str, &str)>, Sides> = HashMap::new();
     for &id in &removed {
@@ -60,7 +60,7 @@ pub(crate) fn pair(book: &RowBook<'_>, added: Vec<RowId>, removed: Vec<RowId>) -
 }
 
 /// The changed rows as a report lists them, sorted by how their keys read.
-pub(crate) fn changed_rows(book: &RowBook<'_>, changed: &[(RowId, RowId)]) -> Vec<ChangedRow> {
+pub(crate) fn changed_rows(book: &RowBook, changed: &[(RowId, RowId)]) -> Vec<ChangedRow> {
     let mut rows: Vec<(String, ChangedRow)> = changed
         .iter()
         .map(|&(before, after)| {
@@ -85,7 +85,7 @@ mod tests {
     use super::*;
     use crate::analysis::book::sorted_rows;
 
-    fn rows(book: &RowBook<'_>, ids: &[RowId]) -> Vec<String> {
+    fn rows(book: &RowBook, ids: &[RowId]) -> Vec<String> {
         sorted_rows(book, ids.iter().copied())
             .iter()
             .map(|row| row.to_line())

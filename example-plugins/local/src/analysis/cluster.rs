@@ -19,14 +19,14 @@
 
 use diffy_plugin_api::anyhow::bail;
 use diffy_plugin_api::{
-    Analysis, AnalysisInput, CommandDiff, Component, OptionSpec, OptionType, RareRow, Report,
-    Result,
+    Analysis, AnalysisInput, AnalysisSession, AnalysisStart, Command, CommandDiff, Component,
+    OptionSpec, OptionType, RareRow, Record, Report, Result,
 };
 use serde::Deserialize;
 
 use super::book::{RowBook, RowId};
 use super::rows::{default_ignored_columns, ignore_columns_option};
-use super::{Fleet, error_diff, finish, round4, some_of, unreadable, usable};
+use super::{Index, error_diff, finish, round4, some_of, unreadable, usable};
 
 /// The slug, also the report's `analysis`.
 const NAME: &str = "local-cluster";
@@ -58,6 +58,7 @@ fn default_min_fleet() -> i64 {
 }
 
 /// `local-cluster`: rarity across the fleet.
+#[derive(Clone)]
 pub(crate) struct LocalCluster {
     ignore_columns: Vec<String>,
     max_share: f64,
@@ -125,65 +126,49 @@ impl LocalCluster {
 
 impl Analysis for LocalCluster {
     fn run(&self, input: AnalysisInput, _incident: Option<&str>) -> Result<Report> {
-        let fleet = Fleet::new(&input);
-        let mut hosts = fleet.empty_reports();
-        let mut failed = Vec::new();
-        for (command, &id) in fleet.commands.iter().enumerate() {
-            let census = Census::take(&fleet, command, &self.ignore_columns);
-            let failures = fleet.hosts.len() - census.compared;
-            let failure_share = failures as f64 / fleet.hosts.len() as f64;
-            let failure_weight = if self.is_rare(failure_share) {
-                1.0 - failure_share
-            } else {
-                0.0
-            };
-            for (host, mine) in census.hosts.iter().enumerate() {
-                let diff = match mine {
-                    Err(error) => {
-                        failed.push(format!("{}/{id}", fleet.hosts[host]));
-                        error_diff(id, error.clone(), round4(failure_weight))
-                    }
-                    Ok(mine) => self.compare(id, mine, &census),
-                };
-                hosts[host].commands.push(diff);
-            }
+        let mut session = self.session(&input.commands);
+        for record in &input.records {
+            session.enter(record);
         }
-        finish(&mut hosts);
+        Ok(session.report())
+    }
 
-        let mut warnings = Vec::new();
-        let size = fleet.hosts.len();
-        if size < self.min_fleet {
-            let hosts = if size == 1 { "host" } else { "hosts" };
-            warnings.push(format!(
-                "only {size} {hosts}: too few for rarity to mean much (min_fleet is {})",
-                self.min_fleet
-            ));
-        }
-        if !failed.is_empty() {
-            warnings.push(format!(
-                "{} record(s) failed collection or could not be read, and were left out of the \
-                 counts: {}",
-                failed.len(),
-                some_of(failed)
-            ));
-        }
-        Ok(Report {
-            analysis: NAME.to_string(),
-            warnings,
-            fleet_size: Some(size as u64),
-            hosts,
-        })
+    fn begin(
+        &self,
+        start: AnalysisStart,
+        _incident: Option<&str>,
+    ) -> Result<Option<Box<dyn AnalysisSession>>> {
+        Ok(Some(Box::new(self.session(&start.commands))))
     }
 }
 
 impl LocalCluster {
+    fn session(&self, commands: &[Command]) -> ClusterSession {
+        let index = Index::new(commands);
+        let censuses = (0..index.commands.len())
+            .map(|command| Census::new(index.spec(command), &self.ignore_columns))
+            .collect();
+        ClusterSession {
+            settings: self.clone(),
+            index,
+            censuses,
+        }
+    }
+
     /// One host's diff: its rare rows among its distinct row numbers `mine`, rarest first.
-    fn compare(&self, command: &str, mine: &[RowId], census: &Census<'_>) -> CommandDiff {
+    fn compare(
+        &self,
+        command: &str,
+        mine: &[u32],
+        census: &Census,
+        compared: usize,
+    ) -> CommandDiff {
         let mut score = 0.0;
         let mut rare = Vec::new();
         for &row in mine {
+            let row = row as RowId;
             let count = census.counts[row];
-            let share = count as f64 / census.compared as f64;
+            let share = f64::from(count) / compared as f64;
             if self.is_rare(share) {
                 score += 1.0 - share;
                 let row = census.book.row(row);
@@ -198,7 +183,7 @@ impl LocalCluster {
                 .into_iter()
                 .map(|(count, _, row)| RareRow {
                     row,
-                    hosts: count as u64,
+                    hosts: u64::from(count),
                 })
                 .collect(),
             ..CommandDiff::default()
@@ -206,43 +191,142 @@ impl LocalCluster {
     }
 }
 
-/// One command's rows across the fleet: each distinct row entered once in the book, and counted.
-struct Census<'a> {
-    book: RowBook<'a>,
-    /// On how many compared hosts each row appears, by row number.
-    counts: Vec<usize>,
-    /// Each host's distinct row numbers, sorted, or why the host could not be compared.
-    hosts: Vec<Result<Vec<RowId>, String>>,
-    /// How many hosts could be compared (their collection succeeded and their output was read).
-    compared: usize,
+/// A run of `local-cluster`, fed records as they come: per command, the fleet's distinct rows
+/// and how many hosts have each, and per host the numbers of its rows. No record is kept.
+struct ClusterSession {
+    settings: LocalCluster,
+    index: Index,
+    /// By command position.
+    censuses: Vec<Census>,
 }
 
-impl<'a> Census<'a> {
-    /// Count the rows of command `command` (a position in `fleet.commands`) on every host.
-    fn take(fleet: &Fleet<'a>, command: usize, ignore_columns: &[String]) -> Self {
-        let id = fleet.commands[command];
-        let spec = fleet.spec(command);
-        let mut book = RowBook::new(spec, ignore_columns);
-        let mut counts: Vec<usize> = Vec::new();
-        let hosts: Vec<Result<Vec<RowId>, String>> = (0..fleet.hosts.len())
-            .map(|host| {
-                let record = usable(fleet.record(host, command), id)?;
-                let mine = book
-                    .enter(&record.stdout)
-                    .map_err(|error| unreadable(id, spec, &error))?;
-                counts.resize(book.len(), 0);
-                for &row in &mine {
-                    counts[row] += 1;
-                }
-                Ok(mine)
-            })
-            .collect();
+/// One command's rows across the fleet: each distinct row entered once in the book, and counted.
+struct Census {
+    book: RowBook,
+    /// On how many hosts each row appears, by row number.
+    counts: Vec<u32>,
+    /// By host position: the host's distinct row numbers, sorted, or why the host could not be
+    /// compared; `None` while no record of the host came.
+    hosts: Vec<Option<Result<Box<[u32]>, String>>>,
+}
+
+impl Census {
+    fn new(spec: Option<&Command>, ignore_columns: &[String]) -> Self {
         Census {
-            compared: hosts.iter().filter(|mine| mine.is_ok()).count(),
-            book,
-            counts,
+            book: RowBook::new(spec, ignore_columns),
+            counts: Vec::new(),
+            hosts: Vec::new(),
+        }
+    }
+}
+
+impl ClusterSession {
+    /// Count `record`'s rows; a second record of one host and command is ignored.
+    fn enter(&mut self, record: &Record) {
+        let host = self.index.host(&record.target);
+        let command = self.index.command(&record.command);
+        while self.censuses.len() <= command {
+            let spec = self.index.spec(self.censuses.len());
+            let census = Census::new(spec, &self.settings.ignore_columns);
+            self.censuses.push(census);
+        }
+        let spec = self.index.spec(command);
+        let id = &self.index.commands[command];
+        let census = &mut self.censuses[command];
+        if census.hosts.len() <= host {
+            census.hosts.resize(host + 1, None);
+        }
+        if census.hosts[host].is_some() {
+            return;
+        }
+        let mine = usable(Some(record), id).and_then(|record| {
+            let mine = census
+                .book
+                .enter(&record.stdout)
+                .map_err(|error| unreadable(id, spec, &error))?;
+            let mine: Box<[u32]> = mine
+                .into_iter()
+                .map(u32::try_from)
+                .collect::<Result<_, _>>()
+                .map_err(|_| format!("command {id} has too many distinct rows to count"))?;
+            census.counts.resize(census.book.len(), 0);
+            for &row in &mine {
+                census.counts[row as RowId] += 1;
+            }
+            Ok(mine)
+        });
+        census.hosts[host] = Some(mine);
+    }
+
+    fn report(self) -> Report {
+        let settings = &self.settings;
+        let size = self.index.hosts.len();
+        let mut hosts = self.index.empty_reports();
+        let mut failed = Vec::new();
+        for (command, census) in self.censuses.iter().enumerate() {
+            let id = &self.index.commands[command];
+            let cell = |host: usize| census.hosts.get(host).and_then(Option::as_ref);
+            let compared = (0..size)
+                .filter(|&h| cell(h).is_some_and(|c| c.is_ok()))
+                .count();
+            let failure_share = (size - compared) as f64 / size as f64;
+            let failure_weight = if settings.is_rare(failure_share) {
+                1.0 - failure_share
+            } else {
+                0.0
+            };
+            for (host, report) in hosts.iter_mut().enumerate() {
+                let diff = match cell(host).map(Result::as_ref) {
+                    Some(Ok(mine)) => settings.compare(id, mine, census, compared),
+                    outcome => {
+                        let error = match outcome {
+                            Some(Err(error)) => error.clone(),
+                            _ => usable(None, id).err().unwrap_or_default(),
+                        };
+                        failed.push(format!("{}/{id}", self.index.hosts[host]));
+                        error_diff(id, error, round4(failure_weight))
+                    }
+                };
+                report.commands.push(diff);
+            }
+        }
+        finish(&mut hosts);
+
+        let mut warnings = Vec::new();
+        if size < settings.min_fleet {
+            let hosts = if size == 1 { "host" } else { "hosts" };
+            warnings.push(format!(
+                "only {size} {hosts}: too few for rarity to mean much (min_fleet is {})",
+                settings.min_fleet
+            ));
+        }
+        if !failed.is_empty() {
+            warnings.push(format!(
+                "{} record(s) failed collection or could not be read, and were left out of the \
+                 counts: {}",
+                failed.len(),
+                some_of(failed)
+            ));
+        }
+        Report {
+            analysis: NAME.to_string(),
+            warnings,
+            fleet_size: Some(size as u64),
             hosts,
         }
+    }
+}
+
+impl AnalysisSession for ClusterSession {
+    fn feed(&mut self, records: Vec<Record>) -> Result<()> {
+        for record in &records {
+            self.enter(record);
+        }
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> Result<Report> {
+        Ok(self.report())
     }
 }
 
@@ -420,6 +504,24 @@ mod tests {
             "{:?}",
             report.warnings
         );
+    }
+
+    #[test]
+    fn records_fed_in_batches_give_the_report_of_one_run() {
+        let mut records: Vec<Record> = (0..25).flat_map(host_records).collect();
+        records[7].stdout.push_str("root 666 1 nc nc -l 4444\n");
+        records[30].status = RecordStatus::Failed;
+        let whole = cluster().run(input(records.clone()), None).unwrap();
+        let start = AnalysisStart {
+            commands: commands(),
+            baseline: None,
+        };
+        let mut session = cluster().begin(start, None).unwrap().unwrap();
+        for batch in records.chunks(6) {
+            session.feed(batch.to_vec()).unwrap();
+        }
+        assert_eq!(session.finish().unwrap(), whole);
+        assert_eq!(whole.hosts[0].target, "web-03");
     }
 
     #[test]

@@ -12,73 +12,68 @@ pub(crate) mod simple;
 use std::collections::HashMap;
 
 use diffy_plugin_api::rows::ParseError;
-use diffy_plugin_api::{
-    AnalysisInput, Command, CommandDiff, HostReport, Parser, Record, RecordStatus,
-};
+use diffy_plugin_api::{Command, CommandDiff, HostReport, Parser, Record, RecordStatus};
 
 /// The longest stderr excerpt quoted in a command's error.
 const MAX_EXCERPT_CHARS: usize = 200;
 
-/// An analysis input indexed by host and command.
-pub(crate) struct Fleet<'a> {
-    /// Host ids, in the order of their first record.
-    pub(crate) hosts: Vec<&'a str>,
-    /// Command ids: those of the payload, then any seen only in records.
-    pub(crate) commands: Vec<&'a str>,
-    /// Each command as the payload gave it (`None` for one seen only in records), by position in
-    /// `commands`.
-    specs: Vec<Option<&'a Command>>,
-    /// `cells[host][command]`: the first record of that host and command.
-    cells: Vec<Vec<Option<&'a Record>>>,
+/// The hosts and commands an analysis has seen, each known by its position: commands those of
+/// the payload, then any seen only in records; hosts in the order of their first record.
+pub(crate) struct Index {
+    pub(crate) hosts: Vec<String>,
+    host_index: HashMap<String, usize>,
+    pub(crate) commands: Vec<String>,
+    /// Each command as the payload gave it (`None` for one seen only in records).
+    specs: Vec<Option<Command>>,
+    command_index: HashMap<String, usize>,
 }
 
-impl<'a> Fleet<'a> {
-    pub(crate) fn new(input: &'a AnalysisInput) -> Self {
-        let mut fleet = Fleet {
+impl Index {
+    pub(crate) fn new(commands: &[Command]) -> Self {
+        let mut index = Index {
             hosts: Vec::new(),
+            host_index: HashMap::new(),
             commands: Vec::new(),
             specs: Vec::new(),
-            cells: Vec::new(),
+            command_index: HashMap::new(),
         };
-        let mut command_index = HashMap::new();
-        for command in &input.commands {
-            command_index.entry(command.id.as_str()).or_insert_with(|| {
-                fleet.commands.push(&command.id);
-                fleet.specs.push(Some(command));
-                fleet.commands.len() - 1
-            });
-        }
-        let mut host_index = HashMap::new();
-        for record in &input.records {
-            let command = *command_index
-                .entry(record.command.as_str())
-                .or_insert_with(|| {
-                    fleet.commands.push(&record.command);
-                    fleet.specs.push(None);
-                    fleet.commands.len() - 1
-                });
-            let host = *host_index.entry(record.target.as_str()).or_insert_with(|| {
-                fleet.hosts.push(&record.target);
-                fleet.cells.push(Vec::new());
-                fleet.hosts.len() - 1
-            });
-            let row = &mut fleet.cells[host];
-            if row.len() <= command {
-                row.resize(command + 1, None);
+        for command in commands {
+            if !index.command_index.contains_key(&command.id) {
+                index
+                    .command_index
+                    .insert(command.id.clone(), index.commands.len());
+                index.commands.push(command.id.clone());
+                index.specs.push(Some(command.clone()));
             }
-            row[command].get_or_insert(record);
         }
-        fleet
+        index
     }
 
-    /// The record of host `host` for command `command` (both positions), if one was collected.
-    pub(crate) fn record(&self, host: usize, command: usize) -> Option<&'a Record> {
-        self.cells.get(host)?.get(command).copied().flatten()
+    /// The position of host `id`, added if new.
+    pub(crate) fn host(&mut self, id: &str) -> usize {
+        if let Some(&host) = self.host_index.get(id) {
+            return host;
+        }
+        self.host_index.insert(id.to_string(), self.hosts.len());
+        self.hosts.push(id.to_string());
+        self.hosts.len() - 1
     }
 
-    /// Command `command` (a position in `commands`) as the payload gave it, if it did.
-    pub(crate) fn spec(&self, command: usize) -> Option<&'a Command> {
-        self.specs.get(command).copied().flatten()
+    /// The position of command `id`, added if new.
+    pub(crate) fn command(&mut self, id: &str) -> usize {
+        if let Some(&command) = self.command_index.get(id) {
+            return command;
+        }
+        self.command_index
+            .insert(id.to_string(), self.commands.len());
+        self.commands.push(id.to_string());
+        self.specs.push(None);
+        self.commands.len() - 1
+    }
+
+    /// Command `command` (a position) as the payload gave it, if it did.
+    pub(crate) fn spec(&self, command: usize) -> Option<&Command> {
+        self.specs.get(command).and_then(Option::as_ref)
     }
 
     /// One empty report per host, in `hosts` order.
@@ -86,7 +81,7 @@ impl<'a> Fleet<'a> {
         self.hosts
             .iter()
             .map(|host| HostReport {
-                target: host.to_string(),
+                target: host.clone(),
                 score: 0.0,
                 commands: Vec::with_capacity(self.commands.len()),
             })

@@ -11,14 +11,15 @@ use std::collections::HashMap;
 
 use diffy_plugin_api::anyhow::bail;
 use diffy_plugin_api::{
-    Analysis, AnalysisInput, CommandDiff, Component, Record, RecordStatus, Report, Result,
+    Analysis, AnalysisInput, AnalysisSession, AnalysisStart, Command, CommandDiff, Component,
+    Record, RecordStatus, Report, Result,
 };
 use serde::Deserialize;
 
 use super::book::{RowBook, RowId, sorted_rows};
 use super::changes::{self, changed_rows};
 use super::rows::{default_ignored_columns, ignore_columns_option};
-use super::{Fleet, error_diff, failure, finish, some_of, unreadable, usable};
+use super::{Index, error_diff, failure, finish, some_of, unreadable, usable};
 
 /// The slug, also the report's `analysis`.
 const NAME: &str = "local-simple";
@@ -69,90 +70,202 @@ impl LocalSimple {
 
 impl Analysis for LocalSimple {
     fn run(&self, input: AnalysisInput, _incident: Option<&str>) -> Result<Report> {
-        let Some(baseline) = &input.baseline else {
+        let mut session = self.session(&input.commands, input.baseline)?;
+        for record in &input.records {
+            session.enter(record);
+        }
+        Ok(session.report())
+    }
+
+    fn begin(
+        &self,
+        start: AnalysisStart,
+        _incident: Option<&str>,
+    ) -> Result<Option<Box<dyn AnalysisSession>>> {
+        Ok(Some(Box::new(
+            self.session(&start.commands, start.baseline)?,
+        )))
+    }
+}
+
+impl LocalSimple {
+    fn session(
+        &self,
+        commands: &[Command],
+        baseline: Option<Vec<Record>>,
+    ) -> Result<SimpleSession> {
+        let Some(baseline) = baseline else {
             bail!("{NAME} needs a baseline: save one first with `diffy new baseline <KEY>`");
         };
         // The baseline holds one record per command; should it hold more, the first one counts.
-        let mut baseline_of: HashMap<&str, &Record> = HashMap::new();
+        let mut baseline_of: HashMap<String, Record> = HashMap::new();
         for record in baseline {
-            baseline_of.entry(record.command.as_str()).or_insert(record);
+            baseline_of.entry(record.command.clone()).or_insert(record);
         }
-        let fleet = Fleet::new(&input);
-        let mut hosts = fleet.empty_reports();
-        let mut uncompared = 0;
-        let mut unreadable_records = Vec::new();
-        let mut without_baseline = Vec::new();
-        for (command, &id) in fleet.commands.iter().enumerate() {
-            let spec = fleet.spec(command);
+        let mut session = SimpleSession {
+            ignore_columns: self.ignore_columns.clone(),
+            index: Index::new(commands),
+            baseline_of,
+            references: Vec::new(),
+            diffs: Vec::new(),
+            uncompared: 0,
+            unreadable_records: Vec::new(),
+            without_baseline: Vec::new(),
+        };
+        session.references_up_to(session.index.commands.len());
+        Ok(session)
+    }
+}
+
+/// A run of `local-simple`, fed records as they come: each host is compared with the baseline as
+/// its record arrives, so only the differences are kept (and each command's book of rows).
+struct SimpleSession {
+    ignore_columns: Vec<String>,
+    index: Index,
+    baseline_of: HashMap<String, Record>,
+    /// By command position.
+    references: Vec<Reference>,
+    /// By host position, by command position.
+    diffs: Vec<Vec<Option<CommandDiff>>>,
+    uncompared: usize,
+    unreadable_records: Vec<String>,
+    without_baseline: Vec<String>,
+}
+
+/// One command's book and the baseline's rows in it, or why there are none.
+struct Reference {
+    book: RowBook,
+    rows: Result<Vec<RowId>, String>,
+}
+
+impl SimpleSession {
+    /// Make the references of the first `count` commands.
+    fn references_up_to(&mut self, count: usize) {
+        while self.references.len() < count {
+            let command = self.references.len();
+            let id = self.index.commands[command].clone();
+            let spec = self.index.spec(command);
             let mut book = RowBook::new(spec, &self.ignore_columns);
-            // The baseline's rows, or why there are none.
-            let reference = match baseline_of.get(id) {
+            let rows = match self.baseline_of.remove(&id) {
                 None => {
-                    without_baseline.push(id.to_string());
+                    self.without_baseline.push(id.clone());
                     Err(format!("no baseline for command {id}"))
                 }
                 Some(record) if record.status != RecordStatus::Ok => Err(format!(
                     "the baseline of command {id} failed: {}",
-                    failure(record)
+                    failure(&record)
                 )),
                 Some(record) => book.enter(&record.stdout).map_err(|error| {
                     format!(
                         "the baseline of command {id}: {}",
-                        unreadable(id, spec, &error)
+                        unreadable(&id, spec, &error)
                     )
                 }),
             };
-            for (host, report) in hosts.iter_mut().enumerate() {
-                let diff = match (usable(fleet.record(host, command), id), &reference) {
-                    (Err(error), _) => {
-                        uncompared += 1;
-                        error_diff(id, error, UNCOMPARABLE_SCORE)
-                    }
-                    (Ok(_), Err(error)) => error_diff(id, error.clone(), UNCOMPARABLE_SCORE),
-                    (Ok(record), Ok(reference)) => match book.enter(&record.stdout) {
-                        Ok(rows) => compare(&book, id, &rows, reference),
-                        Err(error) => {
-                            unreadable_records.push(format!("{}/{id}", fleet.hosts[host]));
-                            let error = unreadable(id, spec, &error);
-                            error_diff(id, error, UNCOMPARABLE_SCORE)
-                        }
-                    },
-                };
+            self.references.push(Reference { book, rows });
+        }
+    }
+
+    /// Compare `record` with the baseline; a second record of one host and command is ignored.
+    fn enter(&mut self, record: &Record) {
+        let host = self.index.host(&record.target);
+        let command = self.index.command(&record.command);
+        self.references_up_to(command + 1);
+        if self.diffs.len() <= host {
+            self.diffs.resize_with(host + 1, Vec::new);
+        }
+        let row = &mut self.diffs[host];
+        if row.len() <= command {
+            row.resize(command + 1, None);
+        }
+        if row[command].is_some() {
+            return;
+        }
+        let diff = self.compare(host, command, Some(record));
+        self.diffs[host][command] = Some(diff);
+    }
+
+    /// The diff of `record` (none: not collected) of `host` and `command`.
+    fn compare(&mut self, host: usize, command: usize, record: Option<&Record>) -> CommandDiff {
+        let id = &self.index.commands[command];
+        let spec = self.index.spec(command);
+        let Reference { book, rows } = &mut self.references[command];
+        match (usable(record, id), &*rows) {
+            (Err(error), _) => {
+                self.uncompared += 1;
+                error_diff(id, error, UNCOMPARABLE_SCORE)
+            }
+            (Ok(_), Err(error)) => error_diff(id, error.clone(), UNCOMPARABLE_SCORE),
+            (Ok(record), Ok(rows)) => match book.enter(&record.stdout) {
+                Ok(mine) => compare(book, id, &mine, rows),
+                Err(error) => {
+                    self.unreadable_records
+                        .push(format!("{}/{id}", self.index.hosts[host]));
+                    let error = unreadable(id, spec, &error);
+                    error_diff(id, error, UNCOMPARABLE_SCORE)
+                }
+            },
+        }
+    }
+
+    fn report(mut self) -> Report {
+        let mut hosts = self.index.empty_reports();
+        let commands = self.index.commands.len();
+        self.references_up_to(commands);
+        for (host, report) in hosts.iter_mut().enumerate() {
+            let mut diffs = std::mem::take(&mut self.diffs[host]);
+            diffs.resize(commands, None);
+            for (command, diff) in diffs.into_iter().enumerate() {
+                let diff = diff.unwrap_or_else(|| self.compare(host, command, None));
                 report.commands.push(diff);
             }
         }
         finish(&mut hosts);
         let mut warnings = Vec::new();
-        if !without_baseline.is_empty() {
+        if !self.without_baseline.is_empty() {
             warnings.push(format!(
                 "the baseline has no record of {}: those commands were not compared",
-                some_of(without_baseline)
+                some_of(self.without_baseline)
             ));
         }
-        if uncompared > 0 {
+        if self.uncompared > 0 {
             warnings.push(format!(
-                "{uncompared} record(s) could not be compared because their collection failed \
-                 (see each command's error)"
+                "{} record(s) could not be compared because their collection failed \
+                 (see each command's error)",
+                self.uncompared
             ));
         }
-        if !unreadable_records.is_empty() {
+        if !self.unreadable_records.is_empty() {
             warnings.push(format!(
                 "{} record(s) could not be compared because their output is malformed: {}",
-                unreadable_records.len(),
-                some_of(unreadable_records)
+                self.unreadable_records.len(),
+                some_of(self.unreadable_records)
             ));
         }
-        Ok(Report {
+        Report {
             analysis: NAME.to_string(),
             warnings,
             hosts,
             ..Report::default()
-        })
+        }
+    }
+}
+
+impl AnalysisSession for SimpleSession {
+    fn feed(&mut self, records: Vec<Record>) -> Result<()> {
+        for record in &records {
+            self.enter(record);
+        }
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> Result<Report> {
+        Ok(self.report())
     }
 }
 
 /// One host's rows of a command against the baseline's, both sorted row numbers of `book`.
-fn compare(book: &RowBook<'_>, command: &str, rows: &[RowId], reference: &[RowId]) -> CommandDiff {
+fn compare(book: &RowBook, command: &str, rows: &[RowId], reference: &[RowId]) -> CommandDiff {
     let changes = changes::pair(
         book,
         difference(rows, reference),
@@ -297,6 +410,35 @@ mod tests {
                 .to_string()
                 .contains("baseline")
         );
+    }
+
+    #[test]
+    fn records_fed_one_by_one_give_the_report_of_one_run() {
+        let records = vec![
+            record("a", "processes", PS),
+            record("b", "processes", &format!("{PS}root 9 1 nc nc -l\n")),
+            record("b", "modules", "ext4\n"),
+            record("c", "extra", "x\n"),
+        ];
+        let baseline = vec![
+            record("base", "processes", PS),
+            record("base", "modules", "xfs\n"),
+        ];
+        let whole = analyse(records.clone(), baseline.clone());
+        let simple = LocalSimple::new(Options {
+            ignore_columns: default_ignored_columns(),
+        })
+        .unwrap();
+        let start = AnalysisStart {
+            commands: vec![ps_command(), Command::new("modules", "lsmod")],
+            baseline: Some(baseline),
+        };
+        let mut session = simple.begin(start, None).unwrap().unwrap();
+        for record in records {
+            session.feed(vec![record]).unwrap();
+        }
+        assert_eq!(session.finish().unwrap(), whole);
+        assert_eq!(whole.hosts[0].target, "b");
     }
 
     #[test]

@@ -131,6 +131,7 @@ pub mod documents;
 mod export;
 #[allow(unsafe_code)]
 pub mod ffi;
+pub mod keys;
 pub mod manifest;
 pub mod options;
 pub mod protocol;
@@ -138,12 +139,12 @@ pub mod rows;
 
 pub use anyhow;
 pub use author::{
-    Activation, Analysis, CliCommand, Collection, Host, Payload, Persistence, Plugin, Progress,
-    Result, Target,
+    Activation, Analysis, AnalysisSession, CliCommand, Collection, Host, Payload, Persistence,
+    Plugin, Progress, Result, Target,
 };
 pub use documents::{
-    AnalysisInput, ChangedRow, Command, CommandDiff, HostReport, Parser, RareRow, Record,
-    RecordStatus, Report, Row, Table, TargetInfo,
+    AnalysisInput, AnalysisStart, ChangedRow, Command, CommandDiff, HostReport, Parser, RareRow,
+    Record, RecordJson, RecordStatus, Report, Row, RunInfo, RunStatus, Table, TargetInfo,
 };
 pub use manifest::{
     Component, ComponentKind, Manifest, OptionSpec, OptionType, Permission, Subcommand,

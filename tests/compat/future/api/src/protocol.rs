@@ -16,7 +16,7 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::documents::{AnalysisInput, Command, TargetInfo};
+use crate::documents::{AnalysisInput, Command, Record, RunInfo, TargetInfo};
 use crate::manifest::ComponentKind;
 
 /// One method of one component kind.
@@ -46,6 +46,14 @@ pub const METHODS: &[MethodSpec] = &[
     method(ComponentKind::Analysis, "run", "0.2.0"),
     method(ComponentKind::Persistence, "save_many", "0.2.1"),
     method(ComponentKind::Persistence, "get_many", "0.2.1"),
+    method(ComponentKind::Persistence, "create_run", "0.2.1"),
+    method(ComponentKind::Persistence, "append_records", "0.2.1"),
+    method(ComponentKind::Persistence, "finish_run", "0.2.1"),
+    method(ComponentKind::Persistence, "save_baseline", "0.2.1"),
+    method(ComponentKind::Persistence, "list_runs", "0.2.1"),
+    method(ComponentKind::Analysis, "begin", "0.2.1"),
+    method(ComponentKind::Analysis, "feed", "0.2.1"),
+    method(ComponentKind::Analysis, "finish", "0.2.1"),
     // FUTURE: the method the next release adds.
     method(ComponentKind::Analysis, "explain", "0.2.2"),
 ];
@@ -250,6 +258,107 @@ pub struct AnalysisRun<'a> {
     pub incident: Option<Cow<'a, str>>,
 }
 
+/// `persistence.create_run` (since 0.2.1): reserve a run id, exclusively. Answer: a
+/// [`RunCreated`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersistenceCreateRun<'a> {
+    /// The run, as it starts ([`RunStatus::Running`](crate::RunStatus::Running)).
+    pub run: Cow<'a, RunInfo>,
+}
+
+/// `persistence.create_run`'s answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunCreated {
+    /// False when a run of that id already exists (nothing was written): the host picks another
+    /// id.
+    pub created: bool,
+}
+
+/// A batch of a run's records (since 0.2.1): what `persistence.append_records` and
+/// `analysis.feed` both take, so that one encoded batch serves both. Answers nothing.
+///
+/// Each batch holds every record of the targets it covers (one per command), and a target is in
+/// one batch only.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecordBatch<'a> {
+    /// The run id.
+    #[serde(borrow)]
+    pub run: Cow<'a, str>,
+    /// The records, each a [`Record`] as JSON.
+    #[serde(borrow)]
+    pub records: Vec<&'a RawValue>,
+}
+
+/// `persistence.finish_run` (since 0.2.1): save the run's report, if it has one, and its final
+/// state, as one step: a reader sees the run complete with its report, or not complete. Answers
+/// nothing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PersistenceFinishRun<'a> {
+    /// The run as it ended ([`RunStatus::Complete`](crate::RunStatus::Complete) or
+    /// [`RunStatus::Failed`](crate::RunStatus::Failed)).
+    pub run: Cow<'a, RunInfo>,
+    /// The report, a [`Report`](crate::Report) as JSON; none when the run failed.
+    #[serde(default, borrow)]
+    pub report: Option<&'a RawValue>,
+}
+
+/// `persistence.save_baseline` (since 0.2.1): the baseline of a target key, as one unit that
+/// replaces the previous one whole. Answers nothing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PersistenceSaveBaseline<'a> {
+    /// The target key (as given, not encoded).
+    #[serde(borrow)]
+    pub key: Cow<'a, str>,
+    /// One record per command, each a [`Record`] as JSON.
+    #[serde(borrow)]
+    pub records: Vec<&'a RawValue>,
+}
+
+/// `persistence.list_runs` (since 0.2.1): the runs saved, oldest first. Answer: an array of
+/// [`RunInfo`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersistenceListRuns<'a> {
+    /// Only the runs of this incident.
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    pub incident: Option<Cow<'a, str>>,
+}
+
+/// `analysis.begin` (since 0.2.1): start analysing a run whose records come in batches
+/// (`analysis.feed`, a [`RecordBatch`]) until `analysis.finish`. Answers nothing; the component
+/// keeps the run's state until `finish`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnalysisBegin<'a> {
+    /// The run id, which `feed` and `finish` name.
+    #[serde(borrow)]
+    pub run: Cow<'a, str>,
+    /// The commands that are collected.
+    pub commands: Cow<'a, [Command]>,
+    /// The baseline records, for analyses that use one.
+    #[serde(default)]
+    pub baseline: Option<Cow<'a, [Record]>>,
+    /// The incident id, where one exists.
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    pub incident: Option<Cow<'a, str>>,
+}
+
+/// `analysis.feed` as the analysis reads it: a [`RecordBatch`] with its records decoded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnalysisFeed {
+    /// The run id.
+    pub run: String,
+    /// The records.
+    pub records: Vec<Record>,
+}
+
+/// `analysis.finish` (since 0.2.1): every record was fed. Answer: the
+/// [`Report`](crate::Report).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnalysisFinish<'a> {
+    /// The run id.
+    #[serde(borrow)]
+    pub run: Cow<'a, str>,
+}
+
 // FUTURE: the new method's documents.
 /// `analysis.explain` (since 0.2.2): why a host scored what it scored. Answer: an
 /// [`Explanation`].
@@ -310,6 +419,20 @@ mod tests {
             serde_json::to_string(&request).unwrap(),
             r#"{"targets":[{"id":"web-1"}]}"#
         );
+    }
+
+    #[test]
+    fn one_encoded_batch_is_both_an_append_and_a_feed() {
+        let record = crate::Record::new("web-1", "ps", crate::RecordStatus::Ok, "a\n".into());
+        let json = serde_json::to_string(&record).unwrap();
+        let raw: &RawValue = serde_json::from_str(&json).unwrap();
+        let batch = RecordBatch {
+            run: Cow::Borrowed("r1"),
+            records: vec![raw],
+        };
+        let text = serde_json::to_string(&batch).unwrap();
+        let feed: AnalysisFeed = serde_json::from_str(&text).unwrap();
+        assert_eq!((feed.run.as_str(), feed.records), ("r1", vec![record]));
     }
 
     #[test]

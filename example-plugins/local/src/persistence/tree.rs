@@ -1,60 +1,36 @@
-//! The Persistence component `local-file`: one JSON file per key under a directory.
+//! Documents saved under keys of their own (any key outside the namespaces of runs and
+//! baselines): one JSON file per key.
 //!
-//! A key such as `baseline/web 1/processes` is split on `/`; each segment becomes one path
-//! component with every byte outside `[A-Za-z0-9._-]` percent-encoded (`web%201`), and the last
-//! one gets `.json`: `<dir>/baseline/web%201/processes.json`. Empty, `.` and `..` segments are
-//! refused, so no key can reach outside the directory, and the encoding is reversible, so `list`
-//! gives back the keys as they were saved.
+//! A key such as `notes/web 1/triage` is split on `/`; each segment becomes one path component
+//! with every byte outside `[A-Za-z0-9._-]` percent-encoded (`web%201`), and the last one gets
+//! `.json`: `<root>/notes/web%201/triage.json`. Empty, `.` and `..` segments are refused, so no
+//! key can reach outside the directory, and so is a segment whose encoding would not fit in a file
+//! name; the encoding is reversible, so `list` gives back the keys as they were saved.
 
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use diffy_plugin_api::Result;
 use diffy_plugin_api::anyhow::{Context, bail};
-use diffy_plugin_api::{Component, OptionSpec, OptionType, Persistence, Result};
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
-use serde::Deserialize;
+use percent_encoding::{percent_decode_str, utf8_percent_encode};
+
+use super::names::PATH_COMPONENT;
 
 const EXTENSION: &str = ".json";
 
-/// The options of `local-file`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct Options {
-    /// Where the documents live; the plugin's data directory when not given.
-    #[serde(default)]
-    pub(crate) directory: Option<String>,
-}
+/// The longest encoded segment: a file name of 255 bytes, less `.json` and room for a temporary
+/// name's suffix.
+const MAX_SEGMENT_BYTES: usize = 240;
 
-/// `local-file`: documents as files under `root`.
-pub(crate) struct LocalFile {
+/// Documents as files under `root`.
+pub(crate) struct Tree {
     root: PathBuf,
 }
 
-impl LocalFile {
-    pub(crate) fn component() -> Component {
-        Component::named("local-file", "JSON documents in files under a directory")
-            .description(
-                "Stores each document as <directory>/<key>.json, one path component per \
-                 '/'-separated key segment, percent-encoding every byte outside [A-Za-z0-9._-] \
-                 so that no key can leave the directory. Saves are atomic (a temporary file \
-                 renamed into place).",
-            )
-            .option(OptionSpec::new(
-                "directory",
-                OptionType::String,
-                "Where to keep the documents; default: this plugin's data directory \
-                 (<config dir>/data/diffy-local)",
-            ))
-    }
-
-    /// Store under `options.directory`, else under `data_dir`.
-    pub(crate) fn new(options: Options, data_dir: PathBuf) -> Result<Self> {
-        let root = options.directory.map_or(data_dir, PathBuf::from);
-        if root.as_os_str().is_empty() {
-            bail!("option directory is empty");
-        }
-        Ok(LocalFile { root })
+impl Tree {
+    pub(crate) fn new(root: PathBuf) -> Self {
+        Tree { root }
     }
 
     fn path_of(&self, key: &str) -> Result<PathBuf> {
@@ -70,10 +46,8 @@ impl LocalFile {
         }
         Ok(path)
     }
-}
 
-impl Persistence for LocalFile {
-    fn get(&self, key: &str) -> Result<Option<String>> {
+    pub(crate) fn get(&self, key: &str) -> Result<Option<String>> {
         let path = self.path_of(key)?;
         match fs::read_to_string(&path) {
             Ok(text) => Ok(Some(text)),
@@ -82,7 +56,7 @@ impl Persistence for LocalFile {
         }
     }
 
-    fn save(&self, key: &str, document: &str) -> Result<()> {
+    pub(crate) fn save(&self, key: &str, document: &str) -> Result<()> {
         let path = self.path_of(key)?;
         let dir = path.parent().unwrap_or(&self.root);
         fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -99,7 +73,7 @@ impl Persistence for LocalFile {
         Ok(())
     }
 
-    fn list(&self, prefix: &str) -> Result<Vec<String>> {
+    pub(crate) fn list(&self, prefix: &str) -> Result<Vec<String>> {
         // Only the subtree named by the prefix's complete segments can hold matching keys.
         let (dir_key, partial) = match prefix.rsplit_once('/') {
             Some((dir_key, partial)) => (Some(dir_key), partial),
@@ -168,16 +142,20 @@ fn walk(dir: &Path, key_prefix: &str, partial: Option<&str>, keys: &mut Vec<Stri
     Ok(())
 }
 
-/// Every byte but `[A-Za-z0-9._-]` is percent-encoded in a path component, so a key segment is
-/// always one safe file name.
-const PATH_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'.').remove(b'_').remove(b'-');
-
 /// One key segment as a path component, or why it cannot be one.
 fn encode_segment(segment: &str) -> Result<String> {
     if matches!(segment, "" | "." | "..") {
         bail!("empty, '.' and '..' segments are not allowed");
     }
-    Ok(utf8_percent_encode(segment, PATH_COMPONENT).to_string())
+    let encoded = utf8_percent_encode(segment, PATH_COMPONENT).to_string();
+    if encoded.len() > MAX_SEGMENT_BYTES {
+        bail!(
+            "a segment of {} bytes once encoded does not fit in a file name (at most \
+             {MAX_SEGMENT_BYTES})",
+            encoded.len()
+        );
+    }
+    Ok(encoded)
 }
 
 /// The key segment a path component encodes, or `None` when it is not one `encode_segment` makes
@@ -192,9 +170,9 @@ fn decode_segment(name: &str) -> Option<String> {
 mod tests {
     use super::*;
 
-    fn store() -> (tempfile::TempDir, LocalFile) {
+    fn store() -> (tempfile::TempDir, Tree) {
         let dir = tempfile::tempdir().unwrap();
-        let store = LocalFile::new(Options::default(), dir.path().join("data")).unwrap();
+        let store = Tree::new(dir.path().join("data"));
         (dir, store)
     }
 
