@@ -1,5 +1,6 @@
 //! `diffy show`: read back what the jobs saved.
 
+use comfy_table::ColumnConstraint;
 use diffy_core::Result;
 use diffy_core::config::Settings;
 use diffy_core::error::Error;
@@ -97,7 +98,6 @@ fn runs_table(mut runs: Vec<RunInfo>) -> String {
     let mut table = new_table(&[
         "INCIDENT",
         "RUN",
-        "STARTED",
         "STATUS",
         "HOSTS",
         "RECORDS",
@@ -105,13 +105,17 @@ fn runs_table(mut runs: Vec<RunInfo>) -> String {
         "ANALYSIS",
         "TARGET KEY",
     ]);
+    // A run id is what one copies into `diffy show report/<RUN>`: never wrapped. It starts with
+    // the run's start time (the JSON listing has `started_at` too).
+    if let Some(column) = table.column_mut(1) {
+        column.set_constraint(ColumnConstraint::ContentWidth);
+    }
     for run in &runs {
         add_row(
             &mut table,
             [
                 run.incident.clone().unwrap_or_else(|| "-".into()),
                 run.id.clone(),
-                run.started_at.clone(),
                 run.status.to_string(),
                 run.hosts.to_string(),
                 run.records.to_string(),
