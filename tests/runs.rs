@@ -220,10 +220,15 @@ fn a_killed_run_is_interrupted_never_complete_and_the_next_run_cleans_up() {
     assert_eq!(killed.len(), 1);
     assert_eq!(killed[0]["status"], "interrupted", "{killed:?}");
     let table = stdout_of(&env.diffy(["show"]).output().unwrap());
+    let column = table
+        .lines()
+        .next()
+        .and_then(|header| header.split_whitespace().position(|name| name == "STATUS"));
     let status = table
         .lines()
         .nth(1)
-        .and_then(|l| l.split_whitespace().nth(3));
+        .zip(column)
+        .and_then(|(row, column)| row.split_whitespace().nth(column));
     assert_eq!(status, Some("interrupted"), "{table}");
     let report = env
         .diffy(["show", &format!("report/{id}")])
