@@ -5,6 +5,7 @@
 //! and saved runs queried with DuckDB as docs/storage.md shows.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
@@ -515,7 +516,11 @@ fn saved_runs_answer_the_documented_duckdb_queries() {
         .args(["-c", "import duckdb"])
         .output();
     if !probe.is_ok_and(|o| o.status.success()) {
-        println!("skipped: python3 cannot import duckdb (pip install duckdb)");
+        // Straight to stderr, past the test harness's capture, so the skip is seen.
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped: python3 cannot import duckdb (pip install duckdb)"
+        );
         return;
     }
     let env = Env::new();
