@@ -378,6 +378,7 @@ pub fn new_analysis(
     let targets = resolve_targets(&components.target, key, run.incident.clone())?;
     let commands = generate_commands(&components.payload, &targets, run.incident.clone())?;
     let mut info = create_run(&components.persistence, key, run, &targets)?;
+    tracing::debug!(run = %info.id, hosts = targets.len(), commands = commands.len(), "run created");
     let outcome = analyse(
         &components,
         &analysis,
@@ -416,6 +417,7 @@ pub fn new_analysis(
     components.persistence.call("finish_run", move |p| {
         p.finish_run(&finished, Some(&report_json))
     })?;
+    tracing::debug!(run = %info.id, "run saved with its report");
     Ok(AnalysisOutcome {
         report,
         report_key: keys::report_key(&info.id),
@@ -503,7 +505,9 @@ fn analyse(
         |records| sink.push(records),
     )?;
     let (records, failed) = (sink.records, sink.failed);
+    tracing::debug!(records, failed, "every target collected");
     let mut report = sink.finish(commands, baseline, run.incident.clone())?;
+    tracing::debug!(hosts = report.hosts.len(), "analysis finished");
     if let Some(stranger) = report.hosts.iter().find(|h| !known.contains(&h.target)) {
         return Err(analysis.malformed(format!(
             "the report names {:?}, which is not one of the targets",

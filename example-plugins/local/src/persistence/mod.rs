@@ -19,6 +19,7 @@ mod baselines;
 mod names;
 mod runs;
 mod tree;
+mod writeback;
 
 use std::path::PathBuf;
 

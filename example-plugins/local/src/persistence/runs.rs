@@ -26,6 +26,7 @@ use diffy_plugin_api::{RecordJson, Result, RunInfo, RunStatus};
 
 use super::atomic;
 use super::names::file_name;
+use super::writeback::Writeback;
 
 const RUN_FILE: &str = "run.json";
 const REPORT_FILE: &str = "report.json";
@@ -49,6 +50,7 @@ struct OpenRun {
     index: BufWriter<File>,
     /// Per command file name: the file and its length so far.
     records: HashMap<String, (BufWriter<File>, u64)>,
+    writeback: Writeback,
 }
 
 /// Where a record of a run is.
@@ -114,6 +116,7 @@ impl Runs {
                 _marker: marker,
                 index: BufWriter::new(index),
                 records: HashMap::new(),
+                writeback: Writeback::start(&info.id),
             },
         );
         Ok(true)
@@ -154,10 +157,12 @@ impl Runs {
         for (name, (file, _)) in &mut open.records {
             file.flush()
                 .with_context(|| format!("cannot append to {name} of run {run}"))?;
+            open.writeback.push(file.get_ref());
         }
         open.index
             .flush()
             .with_context(|| format!("cannot append to the index of run {run}"))?;
+        open.writeback.push(open.index.get_ref());
         Ok(())
     }
 
@@ -168,6 +173,10 @@ impl Runs {
         let mut open = self.lock_open().remove(&info.id);
         let dir = match &mut open {
             Some(open) => {
+                let writeback = std::mem::replace(&mut open.writeback, Writeback::idle());
+                writeback
+                    .finish()
+                    .with_context(|| format!("cannot write run {} to disk", info.id))?;
                 for (name, (file, _)) in &mut open.records {
                     file.flush()
                         .and_then(|()| file.get_ref().sync_all())
