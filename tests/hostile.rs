@@ -381,7 +381,7 @@ fn tables_on_narrow_or_zero_column_terminals_keep_their_rows_whole() {
         assert!(
             table
                 .lines()
-                .any(|line| line.contains("diffy-local  0.2.1") && line.contains("bundled")),
+                .any(|line| line.contains("diffy-local  0.2.2") && line.contains("bundled")),
             "{columns} columns: {table}"
         );
     }

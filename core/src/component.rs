@@ -406,12 +406,18 @@ impl PersistenceHandle {
             let items: Vec<(&str, &RawValue)> = keys
                 .iter()
                 .zip(&batch.records)
-                .map(|(key, record)| (key.as_str(), &*record.json))
+                .map(|(key, record)| (key.as_str(), record.raw_value()))
                 .collect();
             return self.save_many(&items);
         }
+        if self.handle.supports("append_lines") {
+            return self
+                .handle
+                .call_raw("append_lines", batch.lines())
+                .map(drop);
+        }
         self.handle
-            .call_raw("append_records", &batch.bytes)
+            .call_raw("append_records", batch.json())
             .map(drop)
     }
 
@@ -444,13 +450,13 @@ impl PersistenceHandle {
             let items: Vec<(&str, &RawValue)> = keys
                 .iter()
                 .zip(records)
-                .map(|(key, record)| (key.as_str(), &*record.json))
+                .map(|(key, record)| (key.as_str(), record.raw_value()))
                 .collect();
             return self.save_many(&items);
         }
         let request = protocol::PersistenceSaveBaseline {
             key: Cow::Borrowed(key),
-            records: records.iter().map(|r| &*r.json).collect(),
+            records: records.iter().map(RawRecord::raw_value).collect(),
         };
         self.handle
             .call_raw("save_baseline", &encode(&request))
@@ -509,7 +515,10 @@ impl AnalysisHandle {
 
     /// Feed a batch of the run's records.
     pub fn feed(&self, batch: &EncodedBatch) -> Result<()> {
-        self.handle.call_raw("feed", &batch.bytes).map(drop)
+        if self.handle.supports("feed_lines") {
+            return self.handle.call_raw("feed_lines", batch.lines()).map(drop);
+        }
+        self.handle.call_raw("feed", batch.json()).map(drop)
     }
 
     /// Every record was fed: the report.
@@ -532,7 +541,7 @@ impl AnalysisHandle {
         let mut text = String::from(r#"{"input":{"commands":"#);
         text.push_str(&serde_json::to_string(commands).expect("commands serialise"));
         text.push_str(r#","records":"#);
-        text.push_str(&json_array(records.into_iter().map(|r| &*r.json)));
+        text.push_str(&json_array(records));
         text.push_str(r#","baseline":"#);
         text.push_str(&serde_json::to_string(&baseline).expect("records serialise"));
         text.push('}');

@@ -1,10 +1,13 @@
 //! Records as the host keeps them on their way through a run: the JSON text a collection answered,
 //! never decoded and encoded again, with the ids and status read from it. A batch of them is
-//! encoded once, by concatenation, into the one document that both the persistence
-//! (`append_records`) and the analysis (`feed`) take.
+//! encoded once, by concatenation, into the document both the persistence and the analysis take:
+//! JSON Lines (`append_lines`, `feed_lines`, since API 0.2.2), or one JSON object for components
+//! built before it (`append_records`, `feed`).
 
 use std::borrow::Cow;
+use std::sync::OnceLock;
 
+use diffy_plugin_api::protocol::{self, RecordHead};
 use diffy_plugin_api::{Record, RecordStatus};
 use serde::Deserialize;
 use serde::de::Error as _;
@@ -19,8 +22,8 @@ pub struct RawRecord {
     pub command: String,
     /// How the attempt ended.
     pub status: RecordStatus,
-    /// The whole record.
-    pub json: Box<RawValue>,
+    /// The whole record: a JSON object on one line, checked to be a record.
+    pub json: Box<str>,
 }
 
 /// What a record must look like, checked without decoding its text fields: `stdout` and `stderr`
@@ -76,14 +79,22 @@ impl<'de: 'a, 'a> Deserialize<'de> for JsonString<'a> {
 }
 
 impl RawRecord {
-    /// A record from its JSON text, checked to be a record.
+    /// A record from its JSON text (an element of a `collection.get` answer, so known to be
+    /// JSON), checked to be a record. Line breaks between its tokens become spaces, so that it
+    /// travels as one line.
     pub fn from_json(json: &RawValue) -> Result<Self, serde_json::Error> {
-        let shape: Shape<'_> = serde_json::from_str(json.get())?;
+        Self::from_line(&one_line(json.get()))
+    }
+
+    /// A record from one line of a `collection.get_lines` answer, checked to be a record (and
+    /// so JSON) in a single pass over its text.
+    pub fn from_line(line: &str) -> Result<Self, serde_json::Error> {
+        let shape: Shape<'_> = serde_json::from_str(line)?;
         Ok(RawRecord {
             target: shape.target.into_owned(),
             command: shape.command.into_owned(),
             status: shape.status,
-            json: json.to_owned(),
+            json: line.into(),
         })
     }
 
@@ -93,56 +104,100 @@ impl RawRecord {
             target: record.target.clone(),
             command: record.command.clone(),
             status: record.status,
-            json: serde_json::value::to_raw_value(record).expect("records serialise"),
+            json: serde_json::to_string(record)
+                .expect("records serialise")
+                .into(),
         }
     }
 
     /// The record, decoded.
     pub fn decode(&self) -> Result<Record, serde_json::Error> {
-        serde_json::from_str(self.json.get())
+        serde_json::from_str(&self.json)
+    }
+
+    /// The record as a [`RawValue`], for documents that embed one (checked again: only calls to
+    /// components built before API 0.2.1 need it).
+    pub fn raw_value(&self) -> &RawValue {
+        serde_json::from_str(&self.json).expect("a record's JSON was checked when it came")
+    }
+
+    fn head(&self) -> RecordHead<'_> {
+        RecordHead {
+            target: Cow::Borrowed(&self.target),
+            command: Cow::Borrowed(&self.command),
+            status: self.status,
+        }
+    }
+}
+
+/// `json` on one line: a line break in JSON is whitespace between tokens (a string holds `\n`,
+/// never the byte), so a space does instead.
+fn one_line(json: &str) -> Cow<'_, str> {
+    // Two memchr scans are much faster than one scan for either character.
+    if json.contains('\n') || json.contains('\r') {
+        Cow::Owned(json.replace(['\n', '\r'], " "))
+    } else {
+        Cow::Borrowed(json)
     }
 }
 
 /// Records as one JSON array, written by concatenation.
-pub fn json_array<'a>(records: impl IntoIterator<Item = &'a RawValue>) -> String {
+pub fn json_array<'a>(records: impl IntoIterator<Item = &'a RawRecord>) -> String {
     let mut text = String::from("[");
     for (index, record) in records.into_iter().enumerate() {
         if index > 0 {
             text.push(',');
         }
-        text.push_str(record.get());
+        text.push_str(&record.json);
     }
     text.push(']');
     text
 }
 
-/// A batch of a run's records and the one document that carries it:
-/// `{"run":"<id>","records":[…]}`, a `RecordBatch` in `diffy_plugin_api::protocol`.
+/// A batch of a run's records and the documents that carry it, each encoded once, when a
+/// component first asks for it: JSON Lines (`protocol::encode_batch_lines`), or for components
+/// built before API 0.2.2 `{"run":"<id>","records":[…]}`, a `protocol::RecordBatch`.
 #[derive(Debug)]
 pub struct EncodedBatch {
     /// The run id.
     pub run: String,
     /// The records.
     pub records: Vec<RawRecord>,
-    /// The document.
-    pub bytes: Vec<u8>,
+    lines: OnceLock<Vec<u8>>,
+    json: OnceLock<Vec<u8>>,
 }
 
 impl EncodedBatch {
-    /// Encode `records` of run `run`.
+    /// The batch of `records` of run `run`.
     pub fn new(run: &str, records: Vec<RawRecord>) -> Self {
-        let size: usize = records.iter().map(|r| r.json.get().len() + 1).sum();
-        let mut text = String::with_capacity(size + run.len() + 32);
-        text.push_str(r#"{"run":"#);
-        text.push_str(&serde_json::to_string(run).expect("strings serialise"));
-        text.push_str(r#","records":"#);
-        text.push_str(&json_array(records.iter().map(|r| &*r.json)));
-        text.push('}');
         EncodedBatch {
             run: run.to_string(),
             records,
-            bytes: text.into_bytes(),
+            lines: OnceLock::new(),
+            json: OnceLock::new(),
         }
+    }
+
+    /// The batch as JSON Lines, for `append_lines` and `feed_lines`.
+    pub fn lines(&self) -> &[u8] {
+        self.lines.get_or_init(|| {
+            let records = self.records.iter().map(|r| (r.head(), &*r.json));
+            protocol::encode_batch_lines(&self.run, records)
+        })
+    }
+
+    /// The batch as one JSON object, for `append_records` and `feed`.
+    pub fn json(&self) -> &[u8] {
+        self.json.get_or_init(|| {
+            let size: usize = self.records.iter().map(|r| r.json.len() + 1).sum();
+            let mut text = String::with_capacity(size + self.run.len() + 32);
+            text.push_str(r#"{"run":"#);
+            text.push_str(&serde_json::to_string(&self.run).expect("strings serialise"));
+            text.push_str(r#","records":"#);
+            text.push_str(&json_array(&self.records));
+            text.push('}');
+            text.into_bytes()
+        })
     }
 }
 
@@ -159,8 +214,13 @@ mod tests {
             (record.target.as_str(), record.status),
             ("w\"1", RecordStatus::Ok)
         );
-        assert_eq!(record.json.get(), text);
+        assert_eq!(&*record.json, text);
         assert_eq!(record.decode().unwrap().stdout, "a \"b\"\n");
+        let pretty = "{\n  \"target\": \"w\",\r\n  \"command\": \"ps\", \"status\": \"ok\",\n  \"collected_at\": \"t\"}";
+        let raw: &RawValue = serde_json::from_str(pretty).unwrap();
+        let record = RawRecord::from_json(raw).unwrap();
+        assert!(!record.json.contains(['\n', '\r']), "{}", record.json);
+        assert_eq!(record.decode().unwrap().command, "ps");
         for bad in [
             r#"{"target":"w","command":"ps","status":"ok","collected_at":"t","stdout":7}"#,
             r#"{"target":"w","command":"ps","status":"ok","collected_at":"t","exit_code":"x"}"#,
@@ -168,15 +228,22 @@ mod tests {
         ] {
             let raw: &RawValue = serde_json::from_str(bad).unwrap();
             assert!(RawRecord::from_json(raw).is_err(), "{bad}");
+            assert!(RawRecord::from_line(bad).is_err(), "{bad}");
         }
+        let truncated = r#"{"target":"w","command":"ps","status":"ok","collected_at":"t""#;
+        assert!(RawRecord::from_line(truncated).is_err());
     }
 
     #[test]
     fn a_batch_is_one_document() {
         let one = RawRecord::from_record(&Record::new("a", "c", RecordStatus::Ok, "x".into()));
         let batch = EncodedBatch::new("r\"1", vec![one.clone(), one]);
-        let value: serde_json::Value = serde_json::from_slice(&batch.bytes).unwrap();
+        let value: serde_json::Value = serde_json::from_slice(batch.json()).unwrap();
         assert_eq!(value["run"], "r\"1");
         assert_eq!(value["records"][1]["stdout"], "x");
+        let (head, lines) = protocol::read_batch_lines(batch.lines()).unwrap();
+        assert_eq!((&*head.run, head.records[1].target.as_ref()), ("r\"1", "a"));
+        let record: Record = serde_json::from_str(lines[1]).unwrap();
+        assert_eq!(record.stdout, "x");
     }
 }

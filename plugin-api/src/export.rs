@@ -24,7 +24,7 @@ use crate::author::{
     Activation, Analysis, AnalysisSession, CliCommand, Collection, Host, Payload, Persistence,
     Plugin, Registered, Result, Target,
 };
-use crate::documents::{AnalysisInput, AnalysisStart, RecordJson};
+use crate::documents::{AnalysisInput, AnalysisStart, Record, RecordJson};
 use crate::ffi::*;
 use crate::manifest::ComponentKind;
 use crate::protocol::{self, Document, Documents};
@@ -402,6 +402,19 @@ impl Dispatch for Adapter<dyn Collection> {
                 )?;
                 encode(output, &records)
             }
+            "get_lines" => {
+                let request: protocol::CollectionGet<'_> = decode(method, input)?;
+                let records = self.component.get(
+                    &request.targets,
+                    &request.commands,
+                    request.incident.as_deref(),
+                )?;
+                for record in &records {
+                    serde_json::to_writer(&mut *output, record)?;
+                    output.push(b'\n');
+                }
+                Ok(())
+            }
             _ => Err(no_such_method(ComponentKind::Collection, method)),
         }
     }
@@ -470,6 +483,21 @@ impl Dispatch for Adapter<dyn Persistence> {
                 let records = record_texts(method, &request.records)?;
                 Ok(self.component.append_records(&request.run, &records)?)
             }
+            "append_lines" => {
+                let (head, lines) = read_batch(method, input)?;
+                let records: Vec<RecordJson<'_>> = head
+                    .records
+                    .into_iter()
+                    .zip(lines)
+                    .map(|(record, json)| RecordJson {
+                        target: record.target,
+                        command: record.command,
+                        status: record.status,
+                        json,
+                    })
+                    .collect();
+                Ok(self.component.append_records(&head.run, &records)?)
+            }
             "finish_run" => {
                 let request: protocol::PersistenceFinishRun<'_> = decode(method, input)?;
                 let report = request.report.map(RawValue::get);
@@ -536,14 +564,12 @@ impl Dispatch for Adapter<dyn Analysis> {
             }
             "feed" => {
                 let request: protocol::AnalysisFeed = decode(method, input)?;
-                // Out of the table while it works, so other runs' batches are not held up.
-                let mut session = self.take_session(&request.run)?;
-                match &mut session {
-                    Session::Incremental(session) => session.feed(request.records)?,
-                    Session::Buffered { input, .. } => input.records.extend(request.records),
-                }
-                self.lock_sessions().insert(request.run, session);
-                Ok(())
+                self.feed(&request.run, request.records)
+            }
+            "feed_lines" => {
+                let (head, lines) = read_batch(method, input)?;
+                let records = decode_record_lines(method, &lines)?;
+                self.feed(&head.run, records)
             }
             "finish" => {
                 let request: protocol::AnalysisFinish<'_> = decode(method, input)?;
@@ -561,6 +587,17 @@ impl Dispatch for Adapter<dyn Analysis> {
 }
 
 impl Adapter<dyn Analysis> {
+    fn feed(&self, run: &str, records: Vec<Record>) -> std::result::Result<(), Failure> {
+        // Out of the table while it works, so other runs' batches are not held up.
+        let mut session = self.take_session(run)?;
+        match &mut session {
+            Session::Incremental(session) => session.feed(records)?,
+            Session::Buffered { input, .. } => input.records.extend(records),
+        }
+        self.lock_sessions().insert(run.to_string(), session);
+        Ok(())
+    }
+
     fn lock_sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
         // A panic while the table was held left it whole: each entry is inserted or removed.
         self.sessions.lock().unwrap_or_else(|e| e.into_inner())
@@ -571,6 +608,31 @@ impl Adapter<dyn Analysis> {
             anyhow::anyhow!("no analysis of run {run:?} has begun (or it already finished)")
         })
     }
+}
+
+/// A batch sent as JSON Lines, split into its head and its record lines.
+fn read_batch<'a>(
+    method: &str,
+    input: &'a [u8],
+) -> Result<(protocol::BatchHead<'a>, Vec<&'a str>)> {
+    protocol::read_batch_lines(input)
+        .map_err(|e| anyhow::anyhow!("the host sent a malformed batch to {method}: {e}"))
+}
+
+/// Decode a batch's record lines on every core: decoding (unescaping every command's output) is
+/// much of what an analysis does with a batch, and lines need no scanning to be split.
+fn decode_record_lines(method: &str, lines: &[&str]) -> Result<Vec<Record>> {
+    use rayon::prelude::*;
+    lines
+        .par_iter()
+        .with_min_len(4)
+        .enumerate()
+        .map(|(index, line)| {
+            serde_json::from_str::<Record>(line).map_err(|e| {
+                anyhow::anyhow!("the host sent a malformed record to {method}: record {index}: {e}")
+            })
+        })
+        .collect()
 }
 
 /// The ids of each record of a batch, for the store to file it under.

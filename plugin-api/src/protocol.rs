@@ -16,7 +16,7 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::documents::{AnalysisInput, Command, Record, RunInfo, TargetInfo};
+use crate::documents::{AnalysisInput, Command, Record, RecordStatus, RunInfo, TargetInfo};
 use crate::manifest::ComponentKind;
 
 /// One method of one component kind.
@@ -54,6 +54,9 @@ pub const METHODS: &[MethodSpec] = &[
     method(ComponentKind::Analysis, "begin", "0.2.1"),
     method(ComponentKind::Analysis, "feed", "0.2.1"),
     method(ComponentKind::Analysis, "finish", "0.2.1"),
+    method(ComponentKind::Collection, "get_lines", "0.2.2"),
+    method(ComponentKind::Persistence, "append_lines", "0.2.2"),
+    method(ComponentKind::Analysis, "feed_lines", "0.2.2"),
 ];
 
 /// The methods a component of `kind` answers in this API release, oldest first.
@@ -174,6 +177,10 @@ pub struct PayloadGenerate<'a> {
 
 /// `collection.get`: run commands on targets. Answer: an array of
 /// [`Record`](crate::documents::Record), one per target and command.
+///
+/// `collection.get_lines` (since 0.2.2) takes the same request and answers the same records as
+/// JSON Lines ([`record_lines`]), so the host splits them at line ends instead of scanning an
+/// array whose strings hold the commands' whole output.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CollectionGet<'a> {
     /// The targets to collect.
@@ -285,6 +292,90 @@ pub struct RecordBatch<'a> {
     /// The records, each a [`Record`] as JSON.
     #[serde(borrow)]
     pub records: Vec<&'a RawValue>,
+}
+
+/// The first line of a batch sent as JSON Lines (since 0.2.2), to `persistence.append_lines` and
+/// `analysis.feed_lines`: the run, and each following line's target, command and status, so a
+/// store files the records without reading them and an analysis splits them at line ends. Read
+/// and written with [`read_batch_lines`] and [`encode_batch_lines`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchHead<'a> {
+    /// The run id.
+    #[serde(borrow)]
+    pub run: Cow<'a, str>,
+    /// One entry per record line, in order.
+    #[serde(borrow)]
+    pub records: Vec<RecordHead<'a>>,
+}
+
+/// The ids and status of one record of a [`BatchHead`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordHead<'a> {
+    /// The record's target id.
+    #[serde(borrow)]
+    pub target: Cow<'a, str>,
+    /// The record's command id.
+    #[serde(borrow)]
+    pub command: Cow<'a, str>,
+    /// How the attempt ended.
+    pub status: RecordStatus,
+}
+
+/// The lines of records sent as JSON Lines (since 0.2.2): each a [`Record`] as compact JSON on a
+/// line of its own, every line ended by `\n`; an empty text has none. The lines are not parsed
+/// here. A JSON text holds a line break only as whitespace between tokens (inside a string it is
+/// written `\n`), so compact JSON never spans two lines and splitting at line ends needs no JSON
+/// parsing — much cheaper than scanning an array whose strings hold whole command outputs.
+pub fn record_lines(text: &str) -> impl Iterator<Item = &str> {
+    text.split_terminator('\n')
+}
+
+/// Append `record` (a record's compact JSON) and its line end to `out`, as [`record_lines`]
+/// reads them.
+pub fn push_record_line(out: &mut Vec<u8>, record: &str) {
+    out.extend_from_slice(record.as_bytes());
+    out.push(b'\n');
+}
+
+/// The batch of run `run` holding `records` (each record's head and compact JSON) as JSON Lines:
+/// its [`BatchHead`] on the first line, then one record per line.
+pub fn encode_batch_lines<'r, I>(run: &str, records: I) -> Vec<u8>
+where
+    I: IntoIterator<Item = (RecordHead<'r>, &'r str)>,
+    I::IntoIter: Clone,
+{
+    let records = records.into_iter();
+    let head = BatchHead {
+        run: Cow::Borrowed(run),
+        records: records.clone().map(|(head, _)| head).collect(),
+    };
+    let mut out = serde_json::to_vec(&head).expect("batch heads serialise");
+    out.push(b'\n');
+    out.reserve(records.clone().map(|(_, json)| json.len() + 1).sum());
+    for (_, json) in records {
+        push_record_line(&mut out, json);
+    }
+    out
+}
+
+/// Split a batch sent as JSON Lines into its head and its record lines, checking that there is
+/// one line per record the head names. The lines are not parsed.
+pub fn read_batch_lines(input: &[u8]) -> Result<(BatchHead<'_>, Vec<&str>), String> {
+    let text = std::str::from_utf8(input).map_err(|e| e.to_string())?;
+    let (head, rest) = text
+        .split_once('\n')
+        .ok_or_else(|| "the batch has no head line".to_string())?;
+    let head: BatchHead<'_> =
+        serde_json::from_str(head).map_err(|e| format!("the batch's head line: {e}"))?;
+    let lines: Vec<&str> = record_lines(rest).collect();
+    if lines.len() != head.records.len() {
+        return Err(format!(
+            "the batch's head names {} records but {} lines follow it",
+            head.records.len(),
+            lines.len()
+        ));
+    }
+    Ok((head, lines))
 }
 
 /// `persistence.finish_run` (since 0.2.1): save the run's report, if it has one, and its final
@@ -414,6 +505,30 @@ mod tests {
         let text = serde_json::to_string(&batch).unwrap();
         let feed: AnalysisFeed = serde_json::from_str(&text).unwrap();
         assert_eq!((feed.run.as_str(), feed.records), ("r1", vec![record]));
+    }
+
+    #[test]
+    fn a_batch_of_lines_is_split_without_parsing_its_records() {
+        let records = [r#"{"target":"w1","stdout":"a\nb"}"#, r#"{"target":"w2"}"#];
+        let head = |target| RecordHead {
+            target: Cow::Borrowed(target),
+            command: Cow::Borrowed("ps"),
+            status: RecordStatus::Ok,
+        };
+        let batch =
+            encode_batch_lines("r\n1", [(head("w1"), records[0]), (head("w2"), records[1])]);
+        let (read, lines) = read_batch_lines(&batch).unwrap();
+        assert_eq!(read.run, "r\n1");
+        assert_eq!(read.records, [head("w1"), head("w2")]);
+        assert_eq!(lines, records);
+        let short = &batch[..batch.len() - records[1].len() - 1];
+        assert_eq!(
+            read_batch_lines(short).unwrap_err(),
+            "the batch's head names 2 records but 1 lines follow it"
+        );
+        assert!(read_batch_lines(b"{}").is_err(), "no head line");
+        let empty = encode_batch_lines("r", std::iter::empty());
+        assert_eq!(read_batch_lines(&empty).unwrap().1.len(), 0);
     }
 
     #[test]

@@ -128,21 +128,29 @@ impl Shared {
             incident: self.incident.as_deref().map(std::borrow::Cow::Borrowed),
         };
         let request = serde_json::to_vec(&request).expect("requests serialise");
-        let answer = self
-            .collection
-            .handle
-            .call_raw("get", &request)
+        let handle = &self.collection.handle;
+        let lines = handle.supports("get_lines");
+        let answer = handle
+            .call_raw(if lines { "get_lines" } else { "get" }, &request)
             .map_err(|e| e.to_string())?;
         let malformed = |e: &dyn std::fmt::Display| self.collection.label.malformed(e).to_string();
         let text = std::str::from_utf8(&answer).map_err(|e| malformed(&e))?;
+        let record = |(index, record): (usize, Result<RawRecord, serde_json::Error>)| {
+            record.map_err(|e| malformed(&format_args!("record {index}: {e}")))
+        };
+        if lines {
+            return protocol::record_lines(text)
+                .map(RawRecord::from_line)
+                .enumerate()
+                .map(record)
+                .collect();
+        }
         let records: Vec<&RawValue> = serde_json::from_str(text).map_err(|e| malformed(&e))?;
         records
             .into_iter()
+            .map(RawRecord::from_json)
             .enumerate()
-            .map(|(index, record)| {
-                RawRecord::from_json(record)
-                    .map_err(|e| malformed(&format_args!("record {index}: {e}")))
-            })
+            .map(record)
             .collect()
     }
 }

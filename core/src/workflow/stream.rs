@@ -68,7 +68,7 @@ impl<'a> RunSink<'a> {
             .iter()
             .filter(|r| r.status != RecordStatus::Ok)
             .count();
-        self.gathered_bytes += records.iter().map(|r| r.json.get().len()).sum::<usize>();
+        self.gathered_bytes += records.iter().map(|r| r.json.len()).sum::<usize>();
         self.gathering.extend(records);
         if self.gathered_bytes >= BATCH_BYTES || self.gathering.len() >= BATCH_RECORDS {
             self.send()?;

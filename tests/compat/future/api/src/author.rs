@@ -161,7 +161,7 @@ pub trait Analysis: Send + Sync + 'static {
     /// [`Component::uses_baseline`]) and rank the hosts.
     fn run(&self, input: AnalysisInput, incident: Option<&str>) -> Result<Report>;
     // FUTURE: the new trait method, with its default implementation.
-    /// Why `target` scored what it did in the last report (since 0.2.2). The default has
+    /// Why `target` scored what it did in the last report (since 0.2.3). The default has
     /// nothing to add.
     fn explain(&self, target: &str) -> Result<String> {
         Ok(format!("no explanation for {target}"))
