@@ -10,7 +10,7 @@
 
 use std::borrow::Cow;
 
-use diffy_plugin_api::rows::{ParseError, Parsed};
+use diffy_plugin_api::rows::{NamedTable, ParseError, Parsed};
 use diffy_plugin_api::{Command, Parser, Row};
 use std::hash::{Hash, Hasher};
 
@@ -68,6 +68,17 @@ impl Equivalent<Stored> for Lookup<'_, '_> {
     }
 }
 
+/// What reading an output gives: its rows, or why they cannot be read.
+pub(crate) type Read<'a> = Result<ReadRows<'a>, ParseError>;
+
+/// An output's rows as a [`RowBook`] read them, borrowed from the output, before they are entered.
+pub(crate) enum ReadRows<'a> {
+    /// Text rows, normalised.
+    Text(Vec<Cow<'a, str>>),
+    /// Rows of named columns, as parsed.
+    Named(NamedTable<'a>),
+}
+
 /// One command's distinct rows, as the records of many hosts (and a baseline) hold them.
 pub(crate) struct RowBook {
     parser: Parser,
@@ -104,14 +115,28 @@ impl RowBook {
 
     /// The distinct rows of `stdout`, sorted by number, entered in the book as needed.
     pub(crate) fn enter(&mut self, stdout: &str) -> Result<Vec<RowId>, ParseError> {
-        let mut ids = match self.parser.read(stdout)? {
-            Parsed::Text(table) => {
-                let rows = self.text.table_rows(&table, stdout);
-                rows.into_iter()
-                    .map(|row| self.number(NormalRow::Text(row)))
-                    .collect::<Vec<_>>()
-            }
-            Parsed::Named(table) => {
+        let rows = self.read(stdout)?;
+        Ok(self.enter_rows(rows))
+    }
+
+    /// The rows of `stdout` as this book reads them, not yet entered: the parsing and the text
+    /// normalisation, which need the book only to look at its settings, so that many outputs
+    /// can be read at once on many threads and then entered one after another.
+    pub(crate) fn read<'a>(&self, stdout: &'a str) -> Result<ReadRows<'a>, ParseError> {
+        Ok(match self.parser.read(stdout)? {
+            Parsed::Text(table) => ReadRows::Text(self.text.table_rows(&table, stdout)),
+            Parsed::Named(table) => ReadRows::Named(table),
+        })
+    }
+
+    /// The distinct rows read from an output, sorted by number, entered in the book as needed.
+    pub(crate) fn enter_rows(&mut self, rows: ReadRows<'_>) -> Vec<RowId> {
+        let mut ids = match rows {
+            ReadRows::Text(rows) => rows
+                .into_iter()
+                .map(|row| self.number(NormalRow::Text(row)))
+                .collect::<Vec<_>>(),
+            ReadRows::Named(table) => {
                 let (names, rows) = table.into_parts();
                 // The book's number of each of the table's columns; `None` for an ignored one.
                 let numbers: Vec<Option<usize>> = names
@@ -130,7 +155,7 @@ impl RowBook {
         };
         ids.sort_unstable();
         ids.dedup();
-        Ok(ids)
+        ids
     }
 
     /// The number of `row`, copied into the book if it is new.

@@ -20,11 +20,13 @@
 use diffy_plugin_api::anyhow::bail;
 use diffy_plugin_api::{
     Analysis, AnalysisInput, AnalysisSession, AnalysisStart, Command, CommandDiff, Component,
-    OptionSpec, OptionType, RareRow, Record, Report, Result,
+    OptionSpec, OptionType, RareRow, Record, RecordStatus, Report, Result,
 };
 use serde::Deserialize;
 
-use super::book::{RowBook, RowId};
+use rayon::prelude::*;
+
+use super::book::{Read, RowBook, RowId};
 use super::rows::{default_ignored_columns, ignore_columns_option};
 use super::{Index, error_diff, finish, round4, some_of, unreadable, usable};
 
@@ -127,9 +129,7 @@ impl LocalCluster {
 impl Analysis for LocalCluster {
     fn run(&self, input: AnalysisInput, _incident: Option<&str>) -> Result<Report> {
         let mut session = self.session(&input.commands);
-        for record in &input.records {
-            session.enter(record);
-        }
+        session.enter_all(&input.records);
         Ok(session.report())
     }
 
@@ -221,8 +221,32 @@ impl Census {
 }
 
 impl ClusterSession {
-    /// Count `record`'s rows; a second record of one host and command is ignored.
-    fn enter(&mut self, record: &Record) {
+    /// Count the rows of `records`: their outputs read on every core, then counted in order.
+    fn enter_all(&mut self, records: &[Record]) {
+        for records in records.chunks(super::RECORDS_READ_AT_ONCE) {
+            let places: Vec<Option<(usize, usize)>> =
+                records.iter().map(|record| self.place(record)).collect();
+            let censuses = &self.censuses;
+            let rows: Vec<Option<Read<'_>>> = records
+                .par_iter()
+                .zip(&places)
+                .map(|(record, place)| {
+                    let (_, command) = (*place)?;
+                    let book = &censuses[command].book;
+                    (record.status == RecordStatus::Ok).then(|| book.read(&record.stdout))
+                })
+                .collect();
+            for ((record, place), rows) in records.iter().zip(places).zip(rows) {
+                if let Some((host, command)) = place {
+                    self.count(host, command, record, rows);
+                }
+            }
+        }
+    }
+
+    /// Where `record` is counted, by host and command position; none for a second record of one
+    /// host and command, which is ignored.
+    fn place(&mut self, record: &Record) -> Option<(usize, usize)> {
         let host = self.index.host(&record.target);
         let command = self.index.command(&record.command);
         while self.censuses.len() <= command {
@@ -230,31 +254,42 @@ impl ClusterSession {
             let census = Census::new(spec, &self.settings.ignore_columns);
             self.censuses.push(census);
         }
-        let spec = self.index.spec(command);
-        let id = &self.index.commands[command];
         let census = &mut self.censuses[command];
         if census.hosts.len() <= host {
             census.hosts.resize(host + 1, None);
         }
         if census.hosts[host].is_some() {
-            return;
+            return None;
         }
-        let mine = usable(Some(record), id).and_then(|record| {
-            let mine = census
-                .book
-                .enter(&record.stdout)
-                .map_err(|error| unreadable(id, spec, &error))?;
-            let mine: Box<[u32]> = mine
-                .into_iter()
-                .map(u32::try_from)
-                .collect::<Result<_, _>>()
-                .map_err(|_| format!("command {id} has too many distinct rows to count"))?;
-            census.counts.resize(census.book.len(), 0);
-            for &row in &mine {
-                census.counts[row as RowId] += 1;
+        // Taken, so that a second record of the host in the same batch is ignored too.
+        census.hosts[host] = Some(Err(String::new()));
+        Some((host, command))
+    }
+
+    /// Count the rows read from `record` (none: its collection failed) on `host`.
+    fn count(&mut self, host: usize, command: usize, record: &Record, rows: Option<Read<'_>>) {
+        let spec = self.index.spec(command);
+        let id = &self.index.commands[command];
+        let census = &mut self.censuses[command];
+        let mine = match rows {
+            None => usable(Some(record), id).map(|_| Box::default()),
+            Some(Err(error)) => Err(unreadable(id, spec, &error)),
+            Some(Ok(rows)) => {
+                let mine: Result<Box<[u32]>, _> = census
+                    .book
+                    .enter_rows(rows)
+                    .into_iter()
+                    .map(u32::try_from)
+                    .collect();
+                mine.map_err(|_| format!("command {id} has too many distinct rows to count"))
+                    .inspect(|mine| {
+                        census.counts.resize(census.book.len(), 0);
+                        for &row in mine.iter() {
+                            census.counts[row as RowId] += 1;
+                        }
+                    })
             }
-            Ok(mine)
-        });
+        };
         census.hosts[host] = Some(mine);
     }
 
@@ -319,9 +354,7 @@ impl ClusterSession {
 
 impl AnalysisSession for ClusterSession {
     fn feed(&mut self, records: Vec<Record>) -> Result<()> {
-        for record in &records {
-            self.enter(record);
-        }
+        self.enter_all(&records);
         Ok(())
     }
 

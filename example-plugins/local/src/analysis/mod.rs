@@ -14,6 +14,10 @@ use std::collections::HashMap;
 use diffy_plugin_api::rows::ParseError;
 use diffy_plugin_api::{Command, CommandDiff, HostReport, Parser, Record, RecordStatus};
 
+/// How many records an analysis reads at once (on every core) before entering their rows: enough
+/// to keep the cores busy, few enough that their read rows stay small beside the records.
+pub(crate) const RECORDS_READ_AT_ONCE: usize = 256;
+
 /// The longest stderr excerpt quoted in a command's error.
 const MAX_EXCERPT_CHARS: usize = 200;
 

@@ -16,7 +16,9 @@ use diffy_plugin_api::{
 };
 use serde::Deserialize;
 
-use super::book::{RowBook, RowId, sorted_rows};
+use rayon::prelude::*;
+
+use super::book::{Read, RowBook, RowId, sorted_rows};
 use super::changes::{self, changed_rows};
 use super::rows::{default_ignored_columns, ignore_columns_option};
 use super::{Index, error_diff, failure, finish, some_of, unreadable, usable};
@@ -71,9 +73,7 @@ impl LocalSimple {
 impl Analysis for LocalSimple {
     fn run(&self, input: AnalysisInput, _incident: Option<&str>) -> Result<Report> {
         let mut session = self.session(&input.commands, input.baseline)?;
-        for record in &input.records {
-            session.enter(record);
-        }
+        session.enter_all(&input.records);
         Ok(session.report())
     }
 
@@ -166,8 +166,35 @@ impl SimpleSession {
         }
     }
 
-    /// Compare `record` with the baseline; a second record of one host and command is ignored.
-    fn enter(&mut self, record: &Record) {
+    /// Compare `records` with the baseline: their outputs read on every core, then compared in
+    /// order.
+    fn enter_all(&mut self, records: &[Record]) {
+        for records in records.chunks(super::RECORDS_READ_AT_ONCE) {
+            let places: Vec<Option<(usize, usize)>> =
+                records.iter().map(|record| self.place(record)).collect();
+            let references = &self.references;
+            let rows: Vec<Option<Read<'_>>> = records
+                .par_iter()
+                .zip(&places)
+                .map(|(record, place)| {
+                    let (_, command) = (*place)?;
+                    let reference = &references[command];
+                    (record.status == RecordStatus::Ok && reference.rows.is_ok())
+                        .then(|| reference.book.read(&record.stdout))
+                })
+                .collect();
+            for ((record, place), rows) in records.iter().zip(places).zip(rows) {
+                if let Some((host, command)) = place {
+                    let diff = self.compare(host, command, Some(record), rows);
+                    self.diffs[host][command] = Some(diff);
+                }
+            }
+        }
+    }
+
+    /// Where `record` is compared, by host and command position; none for a second record of
+    /// one host and command, which is ignored.
+    fn place(&mut self, record: &Record) -> Option<(usize, usize)> {
         let host = self.index.host(&record.target);
         let command = self.index.command(&record.command);
         self.references_up_to(command + 1);
@@ -179,32 +206,48 @@ impl SimpleSession {
             row.resize(command + 1, None);
         }
         if row[command].is_some() {
-            return;
+            return None;
         }
-        let diff = self.compare(host, command, Some(record));
-        self.diffs[host][command] = Some(diff);
+        // Taken, so that a second record of the host in the same batch is ignored too.
+        row[command] = Some(CommandDiff::default());
+        Some((host, command))
     }
 
-    /// The diff of `record` (none: not collected) of `host` and `command`.
-    fn compare(&mut self, host: usize, command: usize, record: Option<&Record>) -> CommandDiff {
+    /// The diff of `record` (none: not collected) of `host` and `command`, given its rows when
+    /// they were read already.
+    fn compare<'r>(
+        &mut self,
+        host: usize,
+        command: usize,
+        record: Option<&'r Record>,
+        rows: Option<Read<'r>>,
+    ) -> CommandDiff {
         let id = &self.index.commands[command];
         let spec = self.index.spec(command);
-        let Reference { book, rows } = &mut self.references[command];
-        match (usable(record, id), &*rows) {
-            (Err(error), _) => {
+        let Reference {
+            book,
+            rows: reference,
+        } = &mut self.references[command];
+        match (usable(record, id), &*reference, rows) {
+            (Err(error), _, _) => {
                 self.uncompared += 1;
                 error_diff(id, error, UNCOMPARABLE_SCORE)
             }
-            (Ok(_), Err(error)) => error_diff(id, error.clone(), UNCOMPARABLE_SCORE),
-            (Ok(record), Ok(rows)) => match book.enter(&record.stdout) {
-                Ok(mine) => compare(book, id, &mine, rows),
-                Err(error) => {
-                    self.unreadable_records
-                        .push(format!("{}/{id}", self.index.hosts[host]));
-                    let error = unreadable(id, spec, &error);
-                    error_diff(id, error, UNCOMPARABLE_SCORE)
+            (Ok(_), Err(error), _) => error_diff(id, error.clone(), UNCOMPARABLE_SCORE),
+            (Ok(record), Ok(reference), rows) => {
+                match rows.unwrap_or_else(|| book.read(&record.stdout)) {
+                    Ok(rows) => {
+                        let mine = book.enter_rows(rows);
+                        compare(book, id, &mine, reference)
+                    }
+                    Err(error) => {
+                        self.unreadable_records
+                            .push(format!("{}/{id}", self.index.hosts[host]));
+                        let error = unreadable(id, spec, &error);
+                        error_diff(id, error, UNCOMPARABLE_SCORE)
+                    }
                 }
-            },
+            }
         }
     }
 
@@ -216,7 +259,7 @@ impl SimpleSession {
             let mut diffs = std::mem::take(&mut self.diffs[host]);
             diffs.resize(commands, None);
             for (command, diff) in diffs.into_iter().enumerate() {
-                let diff = diff.unwrap_or_else(|| self.compare(host, command, None));
+                let diff = diff.unwrap_or_else(|| self.compare(host, command, None, None));
                 report.commands.push(diff);
             }
         }
@@ -253,9 +296,7 @@ impl SimpleSession {
 
 impl AnalysisSession for SimpleSession {
     fn feed(&mut self, records: Vec<Record>) -> Result<()> {
-        for record in &records {
-            self.enter(record);
-        }
+        self.enter_all(&records);
         Ok(())
     }
 
