@@ -270,6 +270,26 @@ fn an_isolated_pipeline_reports_what_the_in_process_one_does() {
     let isolated = analyse(true);
     assert_eq!(in_process, isolated);
     assert_eq!(in_process["hosts"][0]["target"], "web-3");
+    // Isolated, each batch crossed to the runner once for both the persistence and the
+    // analysis: the store has every record too, readable by key.
+    let runs = env.diffy(["show", "--format", "json"]).output().unwrap();
+    let runs: Value = serde_json::from_slice(&runs.stdout).unwrap();
+    let runs = runs.as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    for run in runs {
+        assert_eq!(
+            (&run["status"], &run["records"]),
+            (&"complete".into(), &12.into())
+        );
+        let key = format!("records/{}/web-3/procs", run["id"].as_str().unwrap());
+        let record = env.diffy(["show", &key]).output().unwrap();
+        assert!(record.status.success(), "{}", stderr_of(&record));
+        assert!(
+            stdout_of(&record).contains("nc -l 4444"),
+            "{}",
+            stdout_of(&record)
+        );
+    }
 }
 
 #[test]

@@ -43,6 +43,49 @@ pub trait Transport: Send + Sync {
     fn ends_overruns(&self) -> bool {
         false
     }
+
+    /// Call `method` with `input`, which other calls send too (`shared` says how many): a
+    /// transport that carries their inputs to one process sends it there once. By default a call
+    /// like any other.
+    fn call_shared(
+        &self,
+        method: &str,
+        input: &[u8],
+        shared: &SharedInput,
+    ) -> Result<Vec<u8>, CallFailure> {
+        let _ = shared;
+        self.call(method, input)
+    }
+
+    /// The process that serves the calls, when it is not this one: calls served by the same
+    /// process may share their inputs ([`Transport::call_shared`]).
+    fn served_by(&self) -> Option<usize> {
+        None
+    }
+}
+
+/// An input that several calls send — a batch of records for both the persistence and the
+/// analysis — so that a transport serving those calls from one process sends it there once.
+#[derive(Debug)]
+pub struct SharedInput {
+    /// Unique among the inputs of this diffy process.
+    pub id: u64,
+    /// How many calls send it.
+    pub uses: u32,
+    /// Set by the first call that sent it.
+    pub sent: std::sync::atomic::AtomicBool,
+}
+
+impl SharedInput {
+    /// An input that `uses` calls will send.
+    pub fn new(uses: u32) -> Self {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        SharedInput {
+            id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            uses,
+            sent: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
 }
 
 /// Which component of which plugin a handle belongs to, for messages.
@@ -136,13 +179,32 @@ impl ComponentHandle {
         })
     }
 
+    /// The process that serves this component's calls, when it is not this one.
+    pub fn served_by(&self) -> Option<usize> {
+        self.transport.served_by()
+    }
+
     /// Call `method` with a raw JSON document; the answer's raw JSON document.
     pub fn call_raw(&self, method: &str, input: &[u8]) -> Result<Vec<u8>> {
+        self.call_raw_shared(method, input, None)
+    }
+
+    /// Call `method` with a raw JSON document that other calls may send too (`shared`).
+    pub fn call_raw_shared(
+        &self,
+        method: &str,
+        input: &[u8],
+        shared: Option<&SharedInput>,
+    ) -> Result<Vec<u8>> {
         if !self.supports(method) {
             return Err(self.missing_method(method));
         }
         let Label { plugin, kind, name } = &self.label;
-        self.transport.call(method, input).map_err(|failure| {
+        let answer = match shared {
+            Some(shared) => self.transport.call_shared(method, input, shared),
+            None => self.transport.call(method, input),
+        };
+        answer.map_err(|failure| {
             Error::Plugin(match failure {
                 CallFailure::Error(message) => {
                     format!(
@@ -413,7 +475,7 @@ impl PersistenceHandle {
         if self.handle.supports("append_lines") {
             return self
                 .handle
-                .call_raw("append_lines", batch.lines())
+                .call_raw_shared("append_lines", batch.lines(), batch.shared_lines.as_ref())
                 .map(drop);
         }
         self.handle
@@ -516,7 +578,10 @@ impl AnalysisHandle {
     /// Feed a batch of the run's records.
     pub fn feed(&self, batch: &EncodedBatch) -> Result<()> {
         if self.handle.supports("feed_lines") {
-            return self.handle.call_raw("feed_lines", batch.lines()).map(drop);
+            return self
+                .handle
+                .call_raw_shared("feed_lines", batch.lines(), batch.shared_lines.as_ref())
+                .map(drop);
         }
         self.handle.call_raw("feed", batch.json()).map(drop)
     }

@@ -9,6 +9,8 @@ use std::sync::OnceLock;
 
 use diffy_plugin_api::protocol::{self, RecordHead};
 use diffy_plugin_api::{Record, RecordStatus};
+
+use crate::component::SharedInput;
 use serde::Deserialize;
 use serde::de::Error as _;
 use serde_json::value::RawValue;
@@ -163,6 +165,8 @@ pub struct EncodedBatch {
     pub run: String,
     /// The records.
     pub records: Vec<RawRecord>,
+    /// When the JSON Lines go to components served by one process: sent there once.
+    pub shared_lines: Option<SharedInput>,
     lines: OnceLock<Vec<u8>>,
     json: OnceLock<Vec<u8>>,
 }
@@ -173,6 +177,7 @@ impl EncodedBatch {
         EncodedBatch {
             run: run.to_string(),
             records,
+            shared_lines: None,
             lines: OnceLock::new(),
             json: OnceLock::new(),
         }

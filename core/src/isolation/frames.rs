@@ -114,7 +114,7 @@ pub enum Header {
         /// Its name.
         name: String,
     },
-    /// Call a method; the payload is its input document.
+    /// Call a method; the payload is its input document, unless the call names a kept one.
     Call {
         /// The request's id, repeated by the answer.
         id: u64,
@@ -122,6 +122,17 @@ pub enum Header {
         handle: u64,
         /// The method.
         method: String,
+        /// The input, when it is a document sent before with [`Header::Keep`].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kept: Option<u64>,
+    },
+    /// Keep the payload, the input of `uses` calls that name it, sent before them: a batch of
+    /// records for both the persistence and the analysis crosses the socket once.
+    Keep {
+        /// The document's id, unique within the runner.
+        kept: u64,
+        /// How many calls will name it; it is dropped once they all have.
+        uses: u32,
     },
     /// Release a component.
     Release {
@@ -215,16 +226,35 @@ mod tests {
             id: 7,
             handle: 2,
             method: "run".into(),
+            kept: None,
         };
         write_frame(&mut wire, &call, br#"{"a":"\n"}"#).unwrap();
         write_frame(&mut wire, &Header::Release { handle: 2 }, b"").unwrap();
+        write_frame(&mut wire, &Header::Keep { kept: 3, uses: 2 }, b"[]").unwrap();
+        let shared = Header::Call {
+            id: 8,
+            handle: 2,
+            method: "feed_lines".into(),
+            kept: Some(3),
+        };
+        write_frame(&mut wire, &shared, b"").unwrap();
         let mut reader = wire.as_slice();
         let (header, payload) = read_frame(&mut reader).unwrap().unwrap();
-        assert!(matches!(header, Header::Call { id: 7, handle: 2, ref method } if method == "run"));
+        assert!(
+            matches!(header, Header::Call { id: 7, handle: 2, ref method, kept: None } if method == "run")
+        );
         assert_eq!(payload, br#"{"a":"\n"}"#);
         assert!(matches!(
             read_frame(&mut reader).unwrap(),
             Some((Header::Release { handle: 2 }, _))
+        ));
+        assert!(matches!(
+            read_frame(&mut reader).unwrap(),
+            Some((Header::Keep { kept: 3, uses: 2 }, ref payload)) if payload == b"[]"
+        ));
+        assert!(matches!(
+            read_frame(&mut reader).unwrap(),
+            Some((Header::Call { kept: Some(3), .. }, ref payload)) if payload.is_empty()
         ));
         assert!(read_frame(&mut reader).unwrap().is_none(), "a clean end");
     }

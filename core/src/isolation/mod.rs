@@ -24,7 +24,7 @@ use diffy_plugin_api::{ComponentKind, Manifest};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::component::{CallFailure, ComponentHandle, Label, Transport};
+use crate::component::{CallFailure, ComponentHandle, Label, SharedInput, Transport};
 use crate::error::{Error, Result};
 use crate::loader::Verified;
 use crate::services::HostServices;
@@ -279,6 +279,19 @@ impl Shared {
         payload: &[u8],
         label: &Label,
     ) -> Result<Vec<u8>, CallFailure> {
+        self.request_with(id, label, |writer| {
+            frames::write_frame(writer, header, payload)
+        })
+    }
+
+    /// Send request `id` with `write`, which writes its frames under the writer's lock, and wait
+    /// for its answer.
+    fn request_with(
+        &self,
+        id: u64,
+        label: &Label,
+        write: impl FnOnce(&mut UnixStream) -> std::io::Result<()>,
+    ) -> Result<Vec<u8>, CallFailure> {
         let (answer, wait) = mpsc::sync_channel(1);
         {
             // Registered before the frame leaves, and checked for a dead runner under the same
@@ -297,7 +310,7 @@ impl Shared {
         }
         let sent = {
             let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-            frames::write_frame(&mut *writer, header, payload)
+            write(&mut writer)
         };
         if sent.is_err() {
             // The listener notices the runner is gone and answers every waiting call.
@@ -457,8 +470,39 @@ impl Transport for Isolated {
             id,
             handle: self.handle,
             method: method.to_string(),
+            kept: None,
         };
         self.shared.request(id, &header, input, &self.label)
+    }
+
+    fn call_shared(
+        &self,
+        method: &str,
+        input: &[u8],
+        shared: &SharedInput,
+    ) -> Result<Vec<u8>, CallFailure> {
+        let id = self.shared.next.fetch_add(1, Ordering::Relaxed);
+        let header = Header::Call {
+            id,
+            handle: self.handle,
+            method: method.to_string(),
+            kept: Some(shared.id),
+        };
+        self.shared.request_with(id, &self.label, |writer| {
+            // Decided under the writer's lock: the input is on its way before any call naming it.
+            if !shared.sent.swap(true, Ordering::Relaxed) {
+                let keep = Header::Keep {
+                    kept: shared.id,
+                    uses: shared.uses,
+                };
+                frames::write_frame(writer, &keep, input)?;
+            }
+            frames::write_frame(writer, &header, b"")
+        })
+    }
+
+    fn served_by(&self) -> Option<usize> {
+        Some(Arc::as_ptr(&self.shared) as usize)
     }
 
     fn ends_overruns(&self) -> bool {

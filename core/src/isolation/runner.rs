@@ -157,6 +157,8 @@ struct Server {
 impl Server {
     fn run(self, mut reader: UnixStream) -> u8 {
         let server = Arc::new(self);
+        // Inputs sent once for several calls, with how many calls are still to take them.
+        let mut kept_inputs: HashMap<u64, (Arc<Vec<u8>>, u32)> = HashMap::new();
         loop {
             let (header, payload) = match frames::read_frame(&mut reader) {
                 Ok(Some(frame)) => frame,
@@ -191,18 +193,35 @@ impl Server {
                         server.answer(id, answer);
                     });
                 }
-                Header::Call { id, handle, method } => {
+                Header::Keep { kept, uses } => {
+                    if uses > 0 {
+                        kept_inputs.insert(kept, (Arc::new(payload), uses));
+                    }
+                }
+                Header::Call {
+                    id,
+                    handle,
+                    method,
+                    kept,
+                } => {
                     let component = server
                         .components
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .get(&handle)
                         .cloned();
+                    let input = match kept {
+                        None => Some(Arc::new(payload)),
+                        Some(kept) => take_kept(&mut kept_inputs, kept),
+                    };
                     let server = Arc::clone(&server);
                     std::thread::spawn(move || {
-                        let answer = match component {
-                            Some(component) => component.call(&method, &payload),
-                            None => Err(CallFailure::Error(format!("no component {handle}"))),
+                        let answer = match (component, input) {
+                            (Some(component), Some(input)) => component.call(&method, &input),
+                            (None, _) => Err(CallFailure::Error(format!("no component {handle}"))),
+                            (_, None) => Err(CallFailure::Error(format!(
+                                "no document {kept:?} was kept for this call"
+                            ))),
                         };
                         server.answer(id, answer);
                     });
@@ -240,5 +259,37 @@ impl Server {
         let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         // A host that is gone cannot be told; the read loop ends when it notices.
         let _ = frames::write_frame(&mut *writer, &Header::Answer { id, outcome }, &payload);
+    }
+}
+
+/// The kept input `kept` for one more call; dropped once its last call took it.
+fn take_kept(
+    kept_inputs: &mut HashMap<u64, (Arc<Vec<u8>>, u32)>,
+    kept: u64,
+) -> Option<Arc<Vec<u8>>> {
+    let (input, uses) = kept_inputs.get_mut(&kept)?;
+    let input = Arc::clone(input);
+    *uses -= 1;
+    if *uses == 0 {
+        kept_inputs.remove(&kept);
+    }
+    Some(input)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kept_input_serves_its_uses_then_goes() {
+        let mut kept = HashMap::from([(4, (Arc::new(b"batch".to_vec()), 2))]);
+        assert_eq!(
+            take_kept(&mut kept, 4).as_deref().map(Vec::as_slice),
+            Some(&b"batch"[..])
+        );
+        assert!(kept.contains_key(&4));
+        assert!(take_kept(&mut kept, 4).is_some());
+        assert!(kept.is_empty(), "dropped after its last use");
+        assert!(take_kept(&mut kept, 4).is_none());
     }
 }

@@ -96,6 +96,14 @@ impl<H: Send + Sync + 'static> Guarded<H> {
         }
     }
 
+    /// The guarded component.
+    pub(super) fn component(&self) -> &crate::component::ComponentHandle
+    where
+        H: Typed,
+    {
+        self.handle.component()
+    }
+
     pub(super) fn malformed(&self, fault: String) -> Error {
         Error::Plugin(format!(
             "plugin {} returned a malformed document from {} {}: {fault}",

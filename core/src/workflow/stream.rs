@@ -11,7 +11,7 @@ use std::sync::Arc;
 use diffy_plugin_api::{Command, Record, RecordStatus, Report};
 
 use super::guard::{Guarded, Pending};
-use crate::component::{AnalysisHandle, PersistenceHandle};
+use crate::component::{AnalysisHandle, PersistenceHandle, SharedInput};
 use crate::error::Result;
 use crate::records::{EncodedBatch, RawRecord};
 
@@ -28,6 +28,9 @@ pub(super) struct RunSink<'a> {
     persistence: &'a Guarded<PersistenceHandle>,
     analysis: &'a Guarded<AnalysisHandle>,
     incremental: bool,
+    /// Whether the persistence and the analysis take the batches as JSON Lines from one process
+    /// (an isolated plugin serving both): each batch is then sent there once for both.
+    shared_lines: bool,
     /// For an analysis that is not incremental: every batch, for its one `run` call.
     kept: Vec<Arc<EncodedBatch>>,
     gathering: Vec<RawRecord>,
@@ -47,11 +50,24 @@ impl<'a> RunSink<'a> {
         analysis: &'a Guarded<AnalysisHandle>,
         incremental: bool,
     ) -> Self {
+        let (saving, analysing) = (persistence.component(), analysis.component());
+        let shared_lines = incremental
+            && saving.served_by().is_some()
+            && saving.served_by() == analysing.served_by()
+            && saving.supports("append_lines")
+            && analysing.supports("feed_lines");
+        tracing::debug!(
+            shared_lines,
+            persistence = ?saving.served_by(),
+            analysis = ?analysing.served_by(),
+            "where the run's batches go"
+        );
         RunSink {
             run: run.to_string(),
             persistence,
             analysis,
             incremental,
+            shared_lines,
             kept: Vec::new(),
             gathering: Vec::new(),
             gathered_bytes: 0,
@@ -86,7 +102,11 @@ impl<'a> RunSink<'a> {
         }
         let records = std::mem::take(&mut self.gathering);
         self.gathered_bytes = 0;
-        let batch = Arc::new(EncodedBatch::new(&self.run, records));
+        let mut batch = EncodedBatch::new(&self.run, records);
+        if self.shared_lines {
+            batch.shared_lines = Some(SharedInput::new(2));
+        }
+        let batch = Arc::new(batch);
         let saved = Arc::clone(&batch);
         let mut calls = vec![
             self.persistence
