@@ -65,6 +65,45 @@ pub(crate) fn sidecar(host_dir: &Path, name: &str, sidecar: &str) -> PathBuf {
     host_dir.join(format!("{stem}.{sidecar}"))
 }
 
+/// An evidence directory, resolved once, whose files are opened without leaving it.
+#[derive(Debug)]
+pub(crate) struct EvidenceRoot {
+    /// The directory, canonical.
+    pub(crate) path: PathBuf,
+    /// The directory, open, for opening files beneath it.
+    dir: Option<rustix::fd::OwnedFd>,
+}
+
+impl EvidenceRoot {
+    /// The evidence directory `path`.
+    pub(crate) fn new(path: &Path) -> io::Result<Self> {
+        let path = fs::canonicalize(path)?;
+        let flags =
+            rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC;
+        let dir = rustix::fs::open(&path, flags, rustix::fs::Mode::empty()).ok();
+        Ok(EvidenceRoot { path, dir })
+    }
+
+    /// `relative` (a path under the directory, shown as `path`) opened for reading, if it stays
+    /// inside the directory whatever symbolic links it goes through; `Ok(None)` when it does not
+    /// exist. The kernel checks that in the one `openat2` call that opens it (`RESOLVE_BENEATH`,
+    /// Linux 5.6): resolving each path first cost a dozen system calls per file, a quarter of
+    /// the time of 100,000 small hosts. A link it will not follow beneath (an absolute one, which
+    /// may still point inside) and a kernel without `openat2` get the full check.
+    pub(crate) fn open(&self, relative: &Path, path: &Path) -> Result<Option<File>, String> {
+        use rustix::fs::{Mode, OFlags, ResolveFlags};
+        let Some(dir) = &self.dir else {
+            return open_inside(&self.path, path);
+        };
+        let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC;
+        match rustix::fs::openat2(dir, relative, flags, Mode::empty(), ResolveFlags::BENEATH) {
+            Ok(fd) => regular_file(File::from(fd), path).map(Some),
+            Err(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR) => Ok(None),
+            Err(_) => open_inside(&self.path, path),
+        }
+    }
+}
+
 /// `path` opened for reading, once it is known to stay inside `root` (canonical) whatever
 /// symbolic links it goes through; `Ok(None)` when it does not exist.
 pub(crate) fn open_inside(root: &Path, path: &Path) -> Result<Option<File>, String> {
@@ -90,6 +129,11 @@ pub(crate) fn open_inside(root: &Path, path: &Path) -> Result<Option<File>, Stri
         Err(rustix::io::Errno::NOENT) => return Ok(None),
         Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
     };
+    regular_file(file, path).map(Some)
+}
+
+/// `file` (opened from `path`) if it is a regular file.
+fn regular_file(file: File, path: &Path) -> Result<File, String> {
     let kind = file
         .metadata()
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?
@@ -101,7 +145,7 @@ pub(crate) fn open_inside(root: &Path, path: &Path) -> Result<Option<File>, Stri
             describe(kind)
         ));
     }
-    Ok(Some(file))
+    Ok(file)
 }
 
 /// What a file that is not a regular file is, for a message.

@@ -9,6 +9,7 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use diffy_plugin_api::{
@@ -21,7 +22,7 @@ use super::{
     default_max_output_mib, error_record, max_output_bytes, max_output_option, read_limited, text,
     text_and_digest, truncation_note,
 };
-use crate::evidence::{evidence_files, is_evidence_name, is_file_name, open_inside, sidecar};
+use crate::evidence::{EvidenceRoot, evidence_files, is_evidence_name, is_file_name, sidecar};
 use crate::timestamp;
 
 /// The options of the `evidence-dir` collection.
@@ -50,14 +51,19 @@ pub(crate) struct EvidenceCollection {
     directory: Option<PathBuf>,
     /// The most bytes read of one file.
     max_output: u64,
+    /// The evidence directory the last target was in, as given and resolved: a fleet's hosts
+    /// share one, which is resolved once.
+    last_root: Mutex<Option<(PathBuf, Arc<EvidenceRoot>)>>,
 }
 
 /// Where a host's evidence is.
 struct HostDir {
     /// The host's directory.
     dir: PathBuf,
-    /// The evidence directory, canonical: no file outside it is read.
-    root: PathBuf,
+    /// Its name in the evidence directory.
+    name: PathBuf,
+    /// The evidence directory: no file outside it is read.
+    root: Arc<EvidenceRoot>,
     /// The most bytes read of one file.
     limit: u64,
 }
@@ -91,6 +97,7 @@ impl EvidenceCollection {
         Ok(EvidenceCollection {
             directory: options.directory.map(PathBuf::from),
             max_output: max_output_bytes(options.max_output_mib)?,
+            last_root: Mutex::new(None),
         })
     }
 
@@ -124,13 +131,28 @@ impl EvidenceCollection {
                 target.id
             ));
         }
-        let root = std::fs::canonicalize(&root)
-            .map_err(|e| format!("cannot resolve {}: {e}", root.display()))?;
+        let name = dir.file_name().map(PathBuf::from).unwrap_or_default();
         Ok(HostDir {
             dir,
-            root,
+            name,
+            root: self.root(&root)?,
             limit: self.max_output,
         })
+    }
+
+    /// The evidence directory `root`, resolved.
+    fn root(&self, root: &Path) -> Result<Arc<EvidenceRoot>, String> {
+        let mut last = self.last_root.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((given, resolved)) = &*last
+            && given == root
+        {
+            return Ok(Arc::clone(resolved));
+        }
+        let resolved = EvidenceRoot::new(root)
+            .map(Arc::new)
+            .map_err(|e| format!("cannot resolve {}: {e}", root.display()))?;
+        *last = Some((root.to_path_buf(), Arc::clone(&resolved)));
+        Ok(resolved)
     }
 
     /// The records of `commands` on `target`, or why there are none.
@@ -177,6 +199,14 @@ impl Collection for EvidenceCollection {
     }
 }
 
+impl HostDir {
+    /// The host's file `name` (shown as `path`), opened if it stays inside the evidence
+    /// directory.
+    fn open(&self, name: &Path, path: &Path) -> Result<Option<File>, String> {
+        self.root.open(&self.name.join(name), path)
+    }
+}
+
 /// The record of `command` on `target` from the files of `host`.
 fn replay(target: &str, host: &HostDir, command: &str) -> Record {
     match read_evidence(host, command) {
@@ -202,7 +232,7 @@ fn open_evidence(host: &HostDir, command: &str) -> Result<(String, File), String
         if path.is_dir() {
             continue;
         }
-        if let Some(file) = open_inside(&host.root, &path)? {
+        if let Some(file) = host.open(Path::new(&name), &path)? {
             return Ok((name, file));
         }
     }
@@ -268,17 +298,19 @@ fn read_evidence(host: &HostDir, command: &str) -> Result<Record, String> {
 /// the file system keeps none).
 fn read_with_mtime(file: File, limit: u64) -> std::io::Result<(Vec<u8>, bool, SystemTime)> {
     let metadata = file.metadata()?;
-    let (bytes, truncated) = read_limited(file, limit, false)?;
+    let (bytes, truncated) = read_limited(file, limit, false, metadata.len())?;
     let modified = metadata.modified().unwrap_or_else(|_| SystemTime::now());
     Ok((bytes, truncated, modified))
 }
 
 /// The bytes of `path`, or `None` when it does not exist.
 fn read_optional(host: &HostDir, path: &Path) -> Result<Option<Vec<u8>>, String> {
-    let Some(file) = open_inside(&host.root, path)? else {
+    let name = path.file_name().map(Path::new).unwrap_or(path);
+    let Some(file) = host.open(name, path)? else {
         return Ok(None);
     };
-    let (bytes, _) = read_limited(file, host.limit, false)
+    let expected = file.metadata().map_or(0, |m| m.len());
+    let (bytes, _) = read_limited(file, host.limit, false, expected)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     Ok(Some(bytes))
 }
@@ -379,7 +411,8 @@ mod tests {
     fn host_of(root: &tempfile::TempDir) -> HostDir {
         HostDir {
             dir: root.path().join("web-1"),
-            root: fs::canonicalize(root.path()).unwrap(),
+            name: "web-1".into(),
+            root: Arc::new(EvidenceRoot::new(root.path()).unwrap()),
             limit: 64 << 20,
         }
     }
@@ -448,6 +481,32 @@ mod tests {
             "{}",
             record.stderr
         );
+        // A relative link that climbs out is refused; links that stay inside are followed,
+        // relative or absolute.
+        // From web-1 up to `/`: one `..` per component of the root, the root directory's
+        // place taken by web-1's.
+        let up = "../".repeat(root.path().components().count());
+        let climbing = Path::new(&up).join(outside.path().strip_prefix("/").unwrap());
+        std::os::unix::fs::symlink(climbing.join("shadow"), host.dir.join("up.txt")).unwrap();
+        let record = replay("web-1", &host, "up.txt");
+        assert!(
+            record.stderr.contains("outside the evidence directory"),
+            "{}",
+            record.stderr
+        );
+        fs::create_dir(root.path().join("shared")).unwrap();
+        fs::write(root.path().join("shared/list"), "a\n").unwrap();
+        std::os::unix::fs::symlink("../shared/list", host.dir.join("near.txt")).unwrap();
+        std::os::unix::fs::symlink(root.path().join("shared/list"), host.dir.join("far.txt"))
+            .unwrap();
+        for name in ["near.txt", "far.txt"] {
+            let record = replay("web-1", &host, name);
+            assert_eq!(
+                (record.status, record.stdout.as_str()),
+                (RecordStatus::Ok, "a\n"),
+                "{name}"
+            );
+        }
     }
 
     #[test]

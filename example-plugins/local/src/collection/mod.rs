@@ -69,13 +69,15 @@ pub(crate) fn max_output_bytes(mib: i64) -> Result<u64> {
 
 /// At most `limit` bytes of `reader`, and whether it held more. With `drain`, the rest is read and
 /// dropped (a pipe must be emptied, or its writer blocks); without, one byte more is enough to
-/// know. Never holds more than `limit` bytes.
+/// know. Never holds more than `limit` bytes. `expected` is how many bytes it likely holds (a
+/// file's size): room for them up front turns a dozen growing reads into two.
 pub(crate) fn read_limited(
     mut reader: impl Read,
     limit: u64,
     drain: bool,
+    expected: u64,
 ) -> io::Result<(Vec<u8>, bool)> {
-    let mut kept = Vec::new();
+    let mut kept = Vec::with_capacity(usize::try_from(expected.min(limit)).unwrap_or(0) + 1);
     (&mut reader).take(limit).read_to_end(&mut kept)?;
     if (kept.len() as u64) < limit {
         return Ok((kept, false));

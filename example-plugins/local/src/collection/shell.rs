@@ -301,7 +301,7 @@ fn drain(
         .name("local-shell-output".into())
         .spawn(move || {
             // A read error ends the output early; what was read so far is still worth keeping.
-            let (bytes, cut) = read_limited(pipe, limit, true).unwrap_or_default();
+            let (bytes, cut) = read_limited(pipe, limit, true, 0).unwrap_or_default();
             let _ = sender.send((stream, bytes, cut));
         })
         .map(drop)
