@@ -123,6 +123,15 @@ impl RowBook {
     /// normalisation, which need the book only to look at its settings, so that many outputs
     /// can be read at once on many threads and then entered one after another.
     pub(crate) fn read<'a>(&self, stdout: &'a str) -> Result<ReadRows<'a>, ParseError> {
+        if matches!(self.parser, Parser::Lines | Parser::Unknown) {
+            // What `Parser::parse` and the normaliser make of lines — each row its line, trimmed,
+            // blank lines left out — without a table of one-column rows (an allocation a row).
+            let rows = stdout
+                .lines()
+                .map(str::trim)
+                .filter(|line| !line.is_empty());
+            return Ok(ReadRows::Text(rows.map(Cow::Borrowed).collect()));
+        }
         Ok(match self.parser.read(stdout)? {
             Parsed::Text(table) => ReadRows::Text(self.text.table_rows(&table, stdout)),
             Parsed::Named(table) => ReadRows::Named(table),
@@ -322,6 +331,18 @@ mod tests {
         assert_eq!(book.changed_columns(before, after), ["path", "uid"]);
         let keyless = book.enter(r#"[{"path":"/bin/x"}]"#).unwrap()[0];
         assert_eq!(book.key(keyless), None);
+    }
+
+    #[test]
+    fn lines_are_read_as_the_parser_and_the_normaliser_read_them() {
+        let book = RowBook::new(None, &[]);
+        let text = "  b  x \r\n\n\ta\n   \nb  x\n";
+        let ReadRows::Text(fast) = book.read(text).unwrap() else {
+            panic!("lines are text rows");
+        };
+        let table = Parser::Lines.parse(text);
+        assert_eq!(fast, book.text.table_rows(&table, text));
+        assert_eq!(fast, ["b  x", "a", "b  x"]);
     }
 
     #[test]
