@@ -7,10 +7,13 @@
 # cache); the summary gives medians, diffy's speed-up, how diffy's time grows from one size to the
 # next, peak memory against the input and against DuckDB's, and each budget's verdict.
 #
-#   scripts/bench-pipeline.sh [--sizes "1000x1000 10000x1000 100000x100"] [--runs 3]
-#                             [--out DIR] [--no-build]
+#   scripts/bench-pipeline.sh [--sizes "1000x1000 10000x1000 100000x100 json:1000x1000"]
+#                             [--runs 3] [--out DIR] [--no-build]
 #
-# Sizes are HOSTSxROWS. Fleets are generated once under ${DIFFY_BENCH_CACHE:-${TMPDIR:-/tmp}/diffy-bench}
+# Sizes are HOSTSxROWS of text evidence (packages.txt, read with --payload-plugin local-command),
+# or json:HOSTSxROWS of JSON evidence (packages.json as `osqueryi --json` writes it, read with no
+# options at all: the evidence payload, parsed as JSON; DuckDB reads it with read_json).
+# Fleets are generated once under ${DIFFY_BENCH_CACHE:-${TMPDIR:-/tmp}/diffy-bench}
 # (bench_tools.py fleet: every host the same rows, one in ten with 20 newer versions, one in 97
 # with 3 rows of its own) and reused. DuckDB is installed from PyPI (pip install duckdb) when
 # python3 cannot import it. diffy saves every record through local-file into a temporary
@@ -21,12 +24,12 @@ set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 tools="$repo/scripts/bench_tools.py"
-sizes="1000x1000 10000x1000 100000x100"
+sizes="1000x1000 10000x1000 100000x100 json:1000x1000"
 runs=3
 out=""
 build=1
 
-usage() { sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --sizes) sizes="$2"; shift 2 ;;
@@ -61,38 +64,50 @@ options=(--payload-plugin local-command --option 'local-command.commands=[{"id":
   echo " \"diffy\": \"$(git -C "$repo" rev-parse --short HEAD)\","
   printf ' "sizes": ['
   first=1
-  for size in $sizes; do [ $first = 1 ] || printf ', '; printf '"%s"' "$size"; first=0; done
+  for size in $sizes; do [ $first = 1 ] || printf ', '; printf '"%s"' "${size/:/-}"; first=0; done
   echo ']}'
 } >"$out/meta.json"
 
 for size in $sizes; do
+  format=text
+  case "$size" in json:*) format=json; size="${size#json:}" ;; esac
   hosts="${size%x*}"
   rows="${size#*x}"
-  fleet="$cache/fleet-v1-h$hosts-r$rows"
+  if [ "$format" = json ]; then
+    label="json-$size"
+    fleet="$cache/fleet-json-v1-h$hosts-r$rows"
+    fleet_options=(--format json)
+    payload=()
+  else
+    label="$size"
+    fleet="$cache/fleet-v1-h$hosts-r$rows"
+    fleet_options=()
+    payload=("${options[@]}")
+  fi
   if [ ! -f "$fleet.complete" ]; then
-    echo "== generating $fleet ($hosts hosts × $rows rows)" >&2
+    echo "== generating $fleet ($hosts hosts × $rows rows, $format)" >&2
     rm -rf "$fleet"
-    python3 "$tools" fleet "$fleet" --hosts "$hosts" --rows "$rows"
+    python3 "$tools" fleet "$fleet" --hosts "$hosts" --rows "$rows" "${fleet_options[@]}"
     touch "$fleet.complete"
   fi
-  python3 "$tools" fleet-info "$fleet" >"$out/fleet-$size.json"
-  config="$work/config-$size"
+  python3 "$tools" fleet-info "$fleet" >"$out/fleet-$label.json"
+  config="$work/config-$label"
   mkdir -p "$config"
   diffy_command=("$diffy" --config-dir "$config" new analysis "$fleet" --target-plugin evidence-dir
-    --collection-plugin evidence-dir "${options[@]}" --analysis-plugin local-cluster --format json)
-  duckdb_command=(python3 "$repo/scripts/duckdb_stacking.py" "$fleet" --threads 2)
+    --collection-plugin evidence-dir "${payload[@]}" --analysis-plugin local-cluster --format json)
+  duckdb_command=(python3 "$repo/scripts/duckdb_stacking.py" "$fleet" --threads 2 --format "$format")
   # One untimed run of each: the page cache warm, the plugin's manifest cached, and the answers
   # compared.
-  echo "== $size: warm-up and cross-check" >&2
-  "${diffy_command[@]}" >"$out/diffy-$size.json"
-  "${duckdb_command[@]}" >"$out/duckdb-$size.jsonl"
-  python3 "$tools" stacking-check "$out/diffy-$size.json" "$out/duckdb-$size.jsonl"
+  echo "== $label: warm-up and cross-check" >&2
+  "${diffy_command[@]}" >"$out/diffy-$label.json"
+  "${duckdb_command[@]}" >"$out/duckdb-$label.jsonl"
+  python3 "$tools" stacking-check "$out/diffy-$label.json" "$out/duckdb-$label.jsonl"
   rm -rf "$config/data"
   for run in $(seq 1 "$runs"); do
-    echo "== $size: run $run of $runs" >&2
-    /usr/bin/time -f '%e %M' -o "$out/time-$size-diffy-$run.txt" "${diffy_command[@]}" >/dev/null
+    echo "== $label: run $run of $runs" >&2
+    /usr/bin/time -f '%e %M' -o "$out/time-$label-diffy-$run.txt" "${diffy_command[@]}" >/dev/null
     rm -rf "$config/data"
-    /usr/bin/time -f '%e %M' -o "$out/time-$size-duckdb-$run.txt" "${duckdb_command[@]}" >/dev/null
+    /usr/bin/time -f '%e %M' -o "$out/time-$label-duckdb-$run.txt" "${duckdb_command[@]}" >/dev/null
   done
 done
 
