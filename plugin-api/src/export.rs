@@ -392,31 +392,24 @@ impl Dispatch for Adapter<dyn Collection> {
         input: &[u8],
         output: &mut RVec<u8>,
     ) -> std::result::Result<(), Failure> {
-        match method {
-            "get" => {
-                let request: protocol::CollectionGet<'_> = decode(method, input)?;
-                let records = self.component.get(
-                    &request.targets,
-                    &request.commands,
-                    request.incident.as_deref(),
-                )?;
-                encode(output, &records)
-            }
-            "get_lines" => {
-                let request: protocol::CollectionGet<'_> = decode(method, input)?;
-                let records = self.component.get(
-                    &request.targets,
-                    &request.commands,
-                    request.incident.as_deref(),
-                )?;
-                for record in &records {
-                    serde_json::to_writer(&mut *output, record)?;
-                    output.push(b'\n');
-                }
-                Ok(())
-            }
-            _ => Err(no_such_method(ComponentKind::Collection, method)),
+        // `get` and `get_lines` (since 0.2.2) collect alike and differ in how they answer.
+        if !matches!(method, "get" | "get_lines") {
+            return Err(no_such_method(ComponentKind::Collection, method));
         }
+        let request: protocol::CollectionGet<'_> = decode(method, input)?;
+        let records = self.component.get(
+            &request.targets,
+            &request.commands,
+            request.incident.as_deref(),
+        )?;
+        if method == "get" {
+            return encode(output, &records);
+        }
+        for record in &records {
+            serde_json::to_writer(&mut *output, record)?;
+            output.push(b'\n');
+        }
+        Ok(())
     }
 }
 
