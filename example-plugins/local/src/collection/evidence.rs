@@ -494,10 +494,10 @@ mod tests {
             "{}",
             record.stderr
         );
-        fs::create_dir(root.path().join("shared")).unwrap();
-        fs::write(root.path().join("shared/list"), "a\n").unwrap();
-        std::os::unix::fs::symlink("../shared/list", host.dir.join("near.txt")).unwrap();
-        std::os::unix::fs::symlink(root.path().join("shared/list"), host.dir.join("far.txt"))
+        fs::create_dir(root.path().join("common")).unwrap();
+        fs::write(root.path().join("common/list"), "a\n").unwrap();
+        std::os::unix::fs::symlink("../common/list", host.dir.join("near.txt")).unwrap();
+        std::os::unix::fs::symlink(root.path().join("common/list"), host.dir.join("far.txt"))
             .unwrap();
         for name in ["near.txt", "far.txt"] {
             let record = replay("web-1", &host, name);
