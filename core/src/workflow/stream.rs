@@ -1,9 +1,11 @@
 //! A run's records on their way out: gathered into batches as targets finish, each batch encoded
-//! once and sent to the persistence (`append_records`) and the analysis (`feed`) at the same
-//! time, each on its component's thread, while the next batches gather: the collection never
-//! waits for storage or analysis unless [`IN_FLIGHT`] batches are queued for them. So memory holds
-//! a few batches whatever the fleet's size, unless the analysis is not incremental (built before
-//! 0.2.1): then every record is kept for its one `run`.
+//! once and sent to the persistence (`append_lines`, or `append_records` before API 0.2.2) and the
+//! analysis (`feed_lines`, or `feed`) at the same time, each on its component's thread, while the
+//! next batches gather: the collection never waits for storage or analysis unless [`IN_FLIGHT`]
+//! batches are queued for them. When one isolated plugin serves both, a batch crosses to its
+//! runner once for the two calls. So memory holds a few batches whatever the fleet's size, unless
+//! the analysis is not incremental (built before 0.2.1): then every record is kept for its one
+//! `run`.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
