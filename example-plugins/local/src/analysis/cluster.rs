@@ -24,10 +24,9 @@ use diffy_plugin_api::{
 };
 use serde::Deserialize;
 
-use rayon::prelude::*;
-
 use super::book::{Read, RowBook, RowId};
 use super::rows::{default_ignored_columns, ignore_columns_option};
+use super::{BatchEntry, enter_all};
 use super::{Index, error_diff, finish, round4, some_of, unreadable, usable};
 
 /// The slug, also the report's `analysis`.
@@ -129,7 +128,7 @@ impl LocalCluster {
 impl Analysis for LocalCluster {
     fn run(&self, input: AnalysisInput, _incident: Option<&str>) -> Result<Report> {
         let mut session = self.session(&input.commands);
-        session.enter_all(&input.records);
+        enter_all(&mut session, &input.records);
         Ok(session.report())
     }
 
@@ -221,78 +220,6 @@ impl Census {
 }
 
 impl ClusterSession {
-    /// Count the rows of `records`: their outputs read on every core, then counted in order.
-    fn enter_all(&mut self, records: &[Record]) {
-        for records in records.chunks(super::RECORDS_READ_AT_ONCE) {
-            let places: Vec<Option<(usize, usize)>> =
-                records.iter().map(|record| self.place(record)).collect();
-            let censuses = &self.censuses;
-            let rows: Vec<Option<Read<'_>>> = records
-                .par_iter()
-                .zip(&places)
-                .map(|(record, place)| {
-                    let (_, command) = (*place)?;
-                    let book = &censuses[command].book;
-                    (record.status == RecordStatus::Ok).then(|| book.read(&record.stdout))
-                })
-                .collect();
-            for ((record, place), rows) in records.iter().zip(places).zip(rows) {
-                if let Some((host, command)) = place {
-                    self.count(host, command, record, rows);
-                }
-            }
-        }
-    }
-
-    /// Where `record` is counted, by host and command position; none for a second record of one
-    /// host and command, which is ignored.
-    fn place(&mut self, record: &Record) -> Option<(usize, usize)> {
-        let host = self.index.host(&record.target);
-        let command = self.index.command(&record.command);
-        while self.censuses.len() <= command {
-            let spec = self.index.spec(self.censuses.len());
-            let census = Census::new(spec, &self.settings.ignore_columns);
-            self.censuses.push(census);
-        }
-        let census = &mut self.censuses[command];
-        if census.hosts.len() <= host {
-            census.hosts.resize(host + 1, None);
-        }
-        if census.hosts[host].is_some() {
-            return None;
-        }
-        // Taken, so that a second record of the host in the same batch is ignored too.
-        census.hosts[host] = Some(Err(String::new()));
-        Some((host, command))
-    }
-
-    /// Count the rows read from `record` (none: its collection failed) on `host`.
-    fn count(&mut self, host: usize, command: usize, record: &Record, rows: Option<Read<'_>>) {
-        let spec = self.index.spec(command);
-        let id = &self.index.commands[command];
-        let census = &mut self.censuses[command];
-        let mine = match rows {
-            None => usable(Some(record), id).map(|_| Box::default()),
-            Some(Err(error)) => Err(unreadable(id, spec, &error)),
-            Some(Ok(rows)) => {
-                let mine: Result<Box<[u32]>, _> = census
-                    .book
-                    .enter_rows(rows)
-                    .into_iter()
-                    .map(u32::try_from)
-                    .collect();
-                mine.map_err(|_| format!("command {id} has too many distinct rows to count"))
-                    .inspect(|mine| {
-                        census.counts.resize(census.book.len(), 0);
-                        for &row in mine.iter() {
-                            census.counts[row as RowId] += 1;
-                        }
-                    })
-            }
-        };
-        census.hosts[host] = Some(mine);
-    }
-
     fn report(self) -> Report {
         let settings = &self.settings;
         let size = self.index.hosts.len();
@@ -352,9 +279,65 @@ impl ClusterSession {
     }
 }
 
+impl BatchEntry for ClusterSession {
+    /// Where `record` is counted, by host and command position; none for a second record of one
+    /// host and command, which is ignored.
+    fn place(&mut self, record: &Record) -> Option<(usize, usize)> {
+        let host = self.index.host(&record.target);
+        let command = self.index.command(&record.command);
+        while self.censuses.len() <= command {
+            let spec = self.index.spec(self.censuses.len());
+            let census = Census::new(spec, &self.settings.ignore_columns);
+            self.censuses.push(census);
+        }
+        let census = &mut self.censuses[command];
+        if census.hosts.len() <= host {
+            census.hosts.resize(host + 1, None);
+        }
+        if census.hosts[host].is_some() {
+            return None;
+        }
+        // Taken, so that a second record of the host in the same batch is ignored too.
+        census.hosts[host] = Some(Err(String::new()));
+        Some((host, command))
+    }
+
+    /// Only outputs of successful collections are read.
+    fn reader(&self, record: &Record, command: usize) -> Option<&RowBook> {
+        (record.status == RecordStatus::Ok).then(|| &self.censuses[command].book)
+    }
+
+    /// Count the rows read from `record` (none: its collection failed) on `host`.
+    fn enter(&mut self, host: usize, command: usize, record: &Record, rows: Option<Read<'_>>) {
+        let spec = self.index.spec(command);
+        let id = &self.index.commands[command];
+        let census = &mut self.censuses[command];
+        let mine = match rows {
+            None => usable(Some(record), id).map(|_| Box::default()),
+            Some(Err(error)) => Err(unreadable(id, spec, &error)),
+            Some(Ok(rows)) => {
+                let mine: Result<Box<[u32]>, _> = census
+                    .book
+                    .enter_rows(rows)
+                    .into_iter()
+                    .map(u32::try_from)
+                    .collect();
+                mine.map_err(|_| format!("command {id} has too many distinct rows to count"))
+                    .inspect(|mine| {
+                        census.counts.resize(census.book.len(), 0);
+                        for &row in mine.iter() {
+                            census.counts[row as RowId] += 1;
+                        }
+                    })
+            }
+        };
+        census.hosts[host] = Some(mine);
+    }
+}
+
 impl AnalysisSession for ClusterSession {
     fn feed(&mut self, records: Vec<Record>) -> Result<()> {
-        self.enter_all(&records);
+        enter_all(self, &records);
         Ok(())
     }
 

@@ -12,11 +12,50 @@ pub(crate) mod simple;
 use std::collections::HashMap;
 
 use diffy_plugin_api::rows::ParseError;
+
+use book::{Read, RowBook};
 use diffy_plugin_api::{Command, CommandDiff, HostReport, Parser, Record, RecordStatus};
 
 /// How many records an analysis reads at once (on every core) before entering their rows: enough
 /// to keep the cores busy, few enough that their read rows stay small beside the records.
 pub(crate) const RECORDS_READ_AT_ONCE: usize = 256;
+
+/// A session that enters records in three steps, so that the reading — most of the work — runs
+/// on every core: each record placed (its host and command positions; none to pass it over),
+/// its output read by its command's book, then entered, in order, so that the report does not
+/// depend on the number of threads.
+pub(crate) trait BatchEntry: Sync {
+    /// Where `record` goes; none for a record passed over (a second one of a host and command).
+    fn place(&mut self, record: &Record) -> Option<(usize, usize)>;
+    /// The book that reads `record`'s output for `command`, when it is to be read.
+    fn reader(&self, record: &Record, command: usize) -> Option<&RowBook>;
+    /// Enter `record` of `host` and `command`, with its rows when they were read.
+    fn enter(&mut self, host: usize, command: usize, record: &Record, rows: Option<Read<'_>>);
+}
+
+/// Enter `records` into `session`, [`RECORDS_READ_AT_ONCE`] at a time.
+pub(crate) fn enter_all(session: &mut impl BatchEntry, records: &[Record]) {
+    use rayon::prelude::*;
+    for records in records.chunks(RECORDS_READ_AT_ONCE) {
+        let places: Vec<Option<(usize, usize)>> =
+            records.iter().map(|record| session.place(record)).collect();
+        let reading = &*session;
+        let rows: Vec<Option<Read<'_>>> = records
+            .par_iter()
+            .zip(&places)
+            .map(|(record, place)| {
+                let (_, command) = (*place)?;
+                let book = reading.reader(record, command)?;
+                Some(book.read(&record.stdout))
+            })
+            .collect();
+        for ((record, place), rows) in records.iter().zip(places).zip(rows) {
+            if let Some((host, command)) = place {
+                session.enter(host, command, record, rows);
+            }
+        }
+    }
+}
 
 /// The longest stderr excerpt quoted in a command's error.
 const MAX_EXCERPT_CHARS: usize = 200;

@@ -16,11 +16,10 @@ use diffy_plugin_api::{
 };
 use serde::Deserialize;
 
-use rayon::prelude::*;
-
 use super::book::{Read, RowBook, RowId, sorted_rows};
 use super::changes::{self, changed_rows};
 use super::rows::{default_ignored_columns, ignore_columns_option};
+use super::{BatchEntry, enter_all};
 use super::{Index, error_diff, failure, finish, some_of, unreadable, usable};
 
 /// The slug, also the report's `analysis`.
@@ -73,7 +72,7 @@ impl LocalSimple {
 impl Analysis for LocalSimple {
     fn run(&self, input: AnalysisInput, _incident: Option<&str>) -> Result<Report> {
         let mut session = self.session(&input.commands, input.baseline)?;
-        session.enter_all(&input.records);
+        enter_all(&mut session, &input.records);
         Ok(session.report())
     }
 
@@ -166,53 +165,6 @@ impl SimpleSession {
         }
     }
 
-    /// Compare `records` with the baseline: their outputs read on every core, then compared in
-    /// order.
-    fn enter_all(&mut self, records: &[Record]) {
-        for records in records.chunks(super::RECORDS_READ_AT_ONCE) {
-            let places: Vec<Option<(usize, usize)>> =
-                records.iter().map(|record| self.place(record)).collect();
-            let references = &self.references;
-            let rows: Vec<Option<Read<'_>>> = records
-                .par_iter()
-                .zip(&places)
-                .map(|(record, place)| {
-                    let (_, command) = (*place)?;
-                    let reference = &references[command];
-                    (record.status == RecordStatus::Ok && reference.rows.is_ok())
-                        .then(|| reference.book.read(&record.stdout))
-                })
-                .collect();
-            for ((record, place), rows) in records.iter().zip(places).zip(rows) {
-                if let Some((host, command)) = place {
-                    let diff = self.compare(host, command, Some(record), rows);
-                    self.diffs[host][command] = Some(diff);
-                }
-            }
-        }
-    }
-
-    /// Where `record` is compared, by host and command position; none for a second record of
-    /// one host and command, which is ignored.
-    fn place(&mut self, record: &Record) -> Option<(usize, usize)> {
-        let host = self.index.host(&record.target);
-        let command = self.index.command(&record.command);
-        self.references_up_to(command + 1);
-        if self.diffs.len() <= host {
-            self.diffs.resize_with(host + 1, Vec::new);
-        }
-        let row = &mut self.diffs[host];
-        if row.len() <= command {
-            row.resize(command + 1, None);
-        }
-        if row[command].is_some() {
-            return None;
-        }
-        // Taken, so that a second record of the host in the same batch is ignored too.
-        row[command] = Some(CommandDiff::default());
-        Some((host, command))
-    }
-
     /// The diff of `record` (none: not collected) of `host` and `command`, given its rows when
     /// they were read already.
     fn compare<'r>(
@@ -294,9 +246,43 @@ impl SimpleSession {
     }
 }
 
+impl BatchEntry for SimpleSession {
+    /// Where `record` is compared, by host and command position; none for a second record of
+    /// one host and command, which is ignored.
+    fn place(&mut self, record: &Record) -> Option<(usize, usize)> {
+        let host = self.index.host(&record.target);
+        let command = self.index.command(&record.command);
+        self.references_up_to(command + 1);
+        if self.diffs.len() <= host {
+            self.diffs.resize_with(host + 1, Vec::new);
+        }
+        let row = &mut self.diffs[host];
+        if row.len() <= command {
+            row.resize(command + 1, None);
+        }
+        if row[command].is_some() {
+            return None;
+        }
+        // Taken, so that a second record of the host in the same batch is ignored too.
+        row[command] = Some(CommandDiff::default());
+        Some((host, command))
+    }
+
+    /// Only outputs of successful collections of commands whose baseline can be read are read.
+    fn reader(&self, record: &Record, command: usize) -> Option<&RowBook> {
+        let reference = &self.references[command];
+        (record.status == RecordStatus::Ok && reference.rows.is_ok()).then_some(&reference.book)
+    }
+
+    fn enter(&mut self, host: usize, command: usize, record: &Record, rows: Option<Read<'_>>) {
+        let diff = self.compare(host, command, Some(record), rows);
+        self.diffs[host][command] = Some(diff);
+    }
+}
+
 impl AnalysisSession for SimpleSession {
     fn feed(&mut self, records: Vec<Record>) -> Result<()> {
-        self.enter_all(&records);
+        enter_all(self, &records);
         Ok(())
     }
 
