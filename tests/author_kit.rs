@@ -88,7 +88,7 @@ fn a_third_party_goes_from_nothing_to_an_installed_tested_packaged_plugin() {
             .arg("test")
             .current_dir(&crate_dir)
             .env("CARGO_TARGET_DIR", &cargo_target)
-            // A cold build of the harness and its dependencies: debug info would double its disk.
+            // A cold build of the harness and its dependencies, never debugged here: no debug info.
             .env("CARGO_PROFILE_DEV_DEBUG", "false")
             .env_remove("RUST_BACKTRACE")
             .output()

@@ -44,7 +44,7 @@ fn compat_library(package: &str) -> PathBuf {
                 .arg(root.join(workspace).join("Cargo.toml"))
                 .arg("--target-dir")
                 .arg(compat_dir())
-                // Fixtures, never debugged here: without debug info they take a third of the disk.
+                // Fixtures, never debugged here: no debug info (target/compat 522 MB to 449 MB).
                 .env("CARGO_PROFILE_DEV_DEBUG", "false");
             for package in packages {
                 build.args(["-p", package]);
