@@ -12,7 +12,7 @@
 //! The calls are those of the in-process boundary (`docs/abi.md`): activate a component, call one
 //! of its methods by name with a document, release it; host services flow the other way.
 
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::path::PathBuf;
 
 use diffy_plugin_api::{ComponentKind, Manifest, Permission};
@@ -24,6 +24,10 @@ use crate::loader::Verified;
 
 /// The protocol version; a runner refuses a conversation of another version.
 pub const VERSION: u32 = 1;
+
+/// How much each side reads from the socket at once: the headers and small answers of many
+/// frames in one `read`, where reading each frame's prefix, header and payload was three.
+pub const READ_BUFFER: usize = 64 << 10;
 
 /// The largest header a reader accepts.
 const MAX_HEADER: u32 = 1 << 20;
@@ -175,18 +179,27 @@ pub enum Header {
     },
 }
 
-/// Write one frame.
+/// Write one frame: its prefix and header in one buffer, the payload as it is, handed to the
+/// kernel together (`writev`) so that a small frame is one system call and a large payload is
+/// not copied first.
 pub fn write_frame(writer: &mut impl Write, header: &Header, payload: &[u8]) -> io::Result<()> {
-    let header = serde_json::to_vec(header).expect("headers serialise");
     let too_long = |what| io::Error::new(io::ErrorKind::InvalidInput, format!("{what} too long"));
-    let header_len = u32::try_from(header.len()).map_err(|_| too_long("frame header"))?;
     let payload_len = u32::try_from(payload.len()).map_err(|_| too_long("frame payload"))?;
-    let mut prefix = [0u8; 8];
-    prefix[..4].copy_from_slice(&header_len.to_le_bytes());
-    prefix[4..].copy_from_slice(&payload_len.to_le_bytes());
-    writer.write_all(&prefix)?;
-    writer.write_all(&header)?;
-    writer.write_all(payload)?;
+    let mut head = vec![0u8; 8];
+    serde_json::to_writer(&mut head, header).expect("headers serialise");
+    let header_len = u32::try_from(head.len() - 8).map_err(|_| too_long("frame header"))?;
+    head[..4].copy_from_slice(&header_len.to_le_bytes());
+    head[4..8].copy_from_slice(&payload_len.to_le_bytes());
+    let mut slices = [IoSlice::new(&head), IoSlice::new(payload)];
+    let mut unsent = &mut slices[..];
+    while !unsent.is_empty() {
+        match writer.write_vectored(unsent) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(written) => IoSlice::advance_slices(&mut unsent, written),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
     writer.flush()
 }
 
@@ -257,6 +270,38 @@ mod tests {
             Some((Header::Call { kept: Some(3), .. }, ref payload)) if payload.is_empty()
         ));
         assert!(read_frame(&mut reader).unwrap().is_none(), "a clean end");
+    }
+
+    /// A writer that takes at most a few bytes a call, as a full socket may.
+    struct Trickle(Vec<u8>);
+
+    impl Write for Trickle {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            let n = bytes.len().min(3);
+            self.0.extend_from_slice(&bytes[..n]);
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_frame_written_a_few_bytes_at_a_time_arrives_whole() {
+        let mut wire = Trickle(Vec::new());
+        let payload = b"a payload longer than one write".repeat(5);
+        write_frame(&mut wire, &Header::Release { handle: 9 }, &payload).unwrap();
+        write_frame(&mut wire, &Header::Failed, b"").unwrap();
+        let mut reader = wire.0.as_slice();
+        assert!(matches!(
+            read_frame(&mut reader).unwrap(),
+            Some((Header::Release { handle: 9 }, ref read)) if *read == payload
+        ));
+        assert!(
+            matches!(read_frame(&mut reader).unwrap(), Some((Header::Failed, ref read)) if read.is_empty())
+        );
+        assert!(read_frame(&mut reader).unwrap().is_none());
     }
 
     #[test]
