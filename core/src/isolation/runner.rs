@@ -1,13 +1,14 @@
 //! The runner: the child side of an isolated plugin. `diffy` starts its own executable with a
 //! hidden subcommand whose standard input is one end of a socket pair; the runner reads what to
 //! load, enters the sandbox, loads the library with the same loader and checks as the host, and
-//! serves the host's calls — each on a thread of its own, so a slow call does not hold up the
+//! serves the host's calls — each on a thread of its pool, so a slow call does not hold up the
 //! others — until the host hangs up.
 
 use std::collections::HashMap;
+use std::io::BufReader;
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 
 use super::frames::{self, Header, Outcome, RunnerSpec, VERSION};
@@ -155,8 +156,10 @@ struct Server {
 }
 
 impl Server {
-    fn run(self, mut reader: UnixStream) -> u8 {
+    fn run(self, reader: UnixStream) -> u8 {
+        let mut reader = BufReader::with_capacity(frames::READ_BUFFER, reader);
         let server = Arc::new(self);
+        let workers = Workers::default();
         // Inputs sent once for several calls, with how many calls are still to take them.
         let mut kept_inputs: HashMap<u64, (Arc<Vec<u8>>, u32)> = HashMap::new();
         loop {
@@ -173,7 +176,7 @@ impl Server {
                     name,
                 } => {
                     let server = Arc::clone(&server);
-                    std::thread::spawn(move || {
+                    workers.run(move || {
                         let services = Box::new(ForwardedServices {
                             handle,
                             writer: Arc::clone(&server.writer),
@@ -215,7 +218,7 @@ impl Server {
                         Some(kept) => take_kept(&mut kept_inputs, kept),
                     };
                     let server = Arc::clone(&server);
-                    std::thread::spawn(move || {
+                    workers.run(move || {
                         let answer = match (component, input) {
                             (Some(component), Some(input)) => component.call(&method, &input),
                             (None, _) => Err(CallFailure::Error(format!("no component {handle}"))),
@@ -262,6 +265,79 @@ impl Server {
     }
 }
 
+/// A call's work, run on one of the [`Workers`].
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The threads that run the host's calls. A call goes to an idle thread, or to a new one when
+/// every thread is busy, so a slow call never holds up another (a component may wait on a host
+/// service while its next call arrives), and a run of thousands of calls starts only as many
+/// threads as were ever busy at once, not one per call.
+struct Workers {
+    jobs: mpsc::Sender<Job>,
+    shared: Arc<WorkerQueue>,
+}
+
+struct WorkerQueue {
+    jobs: Mutex<mpsc::Receiver<Job>>,
+    /// Threads waiting for a job and not yet promised one.
+    idle: AtomicUsize,
+}
+
+impl Default for Workers {
+    fn default() -> Self {
+        let (jobs, queue) = mpsc::channel();
+        Workers {
+            jobs,
+            shared: Arc::new(WorkerQueue {
+                jobs: Mutex::new(queue),
+                idle: AtomicUsize::new(0),
+            }),
+        }
+    }
+}
+
+impl Workers {
+    /// Run `job` on an idle thread, or on a new one when none is idle.
+    fn run(&self, job: impl FnOnce() + Send + 'static) {
+        let claimed_idle = self
+            .shared
+            .idle
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |idle| {
+                idle.checked_sub(1)
+            })
+            .is_ok();
+        if !claimed_idle {
+            let shared = Arc::clone(&self.shared);
+            let started = std::thread::Builder::new()
+                .name("call".into())
+                .spawn(move || shared.serve());
+            if started.is_err() {
+                // No thread to be had: run the call here. The reader waits for it, which is
+                // slower (and a call that needs a host service answered fails), but not lost.
+                job();
+                return;
+            }
+        }
+        // Each job queued has a thread promised to it, idle or new; the receiver outlives the
+        // sender, held by every thread.
+        let _ = self.jobs.send(Box::new(job));
+    }
+}
+
+impl WorkerQueue {
+    /// Take jobs until the runner's reader is gone.
+    fn serve(&self) {
+        loop {
+            let job = self.jobs.lock().unwrap_or_else(|p| p.into_inner()).recv();
+            match job {
+                Ok(job) => job(),
+                Err(_) => return,
+            }
+            self.idle.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+}
+
 /// The kept input `kept` for one more call; dropped once its last call took it.
 fn take_kept(
     kept_inputs: &mut HashMap<u64, (Arc<Vec<u8>>, u32)>,
@@ -279,6 +355,41 @@ fn take_kept(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finished_threads_take_the_next_calls_and_a_busy_one_holds_up_none() {
+        let workers = Workers::default();
+        let (done, finished) = mpsc::channel();
+        // A call that stays busy until told to finish…
+        let (release, hold) = mpsc::channel::<()>();
+        let first = done.clone();
+        workers.run(move || {
+            let _ = hold.recv();
+            let _ = first.send(std::thread::current().id());
+        });
+        // …does not hold up the calls after it, which run one after another on a second thread.
+        let mut threads = Vec::new();
+        for _ in 0..20 {
+            let done = done.clone();
+            workers.run(move || {
+                let _ = done.send(std::thread::current().id());
+            });
+            threads.push(finished.recv().unwrap());
+            // The thread counts itself idle just after its call: wait for that, or the next call
+            // may rightly start another.
+            while workers.shared.idle.load(Ordering::Acquire) == 0 {
+                std::thread::yield_now();
+            }
+        }
+        release.send(()).unwrap();
+        let held = finished.recv().unwrap();
+        threads.dedup();
+        assert_eq!(threads.len(), 1, "calls in turn reuse one thread");
+        assert!(
+            !threads.contains(&held),
+            "the busy call kept its own thread"
+        );
+    }
 
     #[test]
     fn a_kept_input_serves_its_uses_then_goes() {
