@@ -243,6 +243,7 @@ fn an_isolated_pipeline_reports_what_the_in_process_one_does() {
     }
     let analyse = |isolate: bool| {
         let mut command = env.diffy([
+            "-vv",
             "new",
             "analysis",
             fleet.to_str().unwrap(),
@@ -264,31 +265,41 @@ fn an_isolated_pipeline_reports_what_the_in_process_one_does() {
         }
         let output = command.output().unwrap();
         assert!(output.status.success(), "{}", stderr_of(&output));
+        // Isolated, one runner serves the collection, the persistence and the analysis: the
+        // records stay there, and the runner puts each batch together from them.
+        let keeping = format!("keep_records={isolate}");
+        assert!(stderr_of(&output).contains(&keeping), "{}", stderr_of(&output));
         serde_json::from_slice::<Value>(&output.stdout).unwrap()
     };
     let in_process = analyse(false);
     let isolated = analyse(true);
     assert_eq!(in_process, isolated);
     assert_eq!(in_process["hosts"][0]["target"], "web-3");
-    // Isolated, each batch crossed to the runner once for both the persistence and the
-    // analysis: the store has every record too, readable by key.
+    // The store has every record of both runs, readable by key, the same but for when they
+    // were read.
     let runs = env.diffy(["show", "--format", "json"]).output().unwrap();
     let runs: Value = serde_json::from_slice(&runs.stdout).unwrap();
     let runs = runs.as_array().unwrap();
     assert_eq!(runs.len(), 2, "{runs:?}");
+    let saved = |run: &Value, host: u32| {
+        let key = format!("records/{}/web-{host}/procs", run["id"].as_str().unwrap());
+        let record = env.diffy(["show", &key, "--format", "json"]).output().unwrap();
+        assert!(record.status.success(), "{}", stderr_of(&record));
+        let mut record: Value = serde_json::from_slice(&record.stdout).unwrap();
+        record.as_object_mut().unwrap().remove("collected_at");
+        record
+    };
     for run in runs {
         assert_eq!(
             (&run["status"], &run["records"]),
             (&"complete".into(), &12.into())
         );
-        let key = format!("records/{}/web-3/procs", run["id"].as_str().unwrap());
-        let record = env.diffy(["show", &key]).output().unwrap();
-        assert!(record.status.success(), "{}", stderr_of(&record));
-        assert!(
-            stdout_of(&record).contains("nc -l 4444"),
-            "{}",
-            stdout_of(&record)
-        );
+    }
+    for host in 1..=12 {
+        let record = saved(&runs[0], host);
+        assert_eq!(record, saved(&runs[1], host), "web-{host}");
+        let extra = if host == 3 { "nc -l 4444\n" } else { "" };
+        assert_eq!(record["stdout"], format!("sshd\ncron\n{extra}"));
     }
 }
 

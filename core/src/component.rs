@@ -10,10 +10,11 @@ use std::borrow::Cow;
 
 use diffy_plugin_api::protocol::{self, Document, Documents};
 use diffy_plugin_api::{
-    AnalysisInput, Command, ComponentKind, Manifest, Record, Report, RunInfo, TargetInfo, keys,
+    AnalysisInput, Command, ComponentKind, Manifest, Record, RecordStatus, Report, RunInfo,
+    TargetInfo, keys,
 };
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::error::{Error, Result};
@@ -62,6 +63,61 @@ pub trait Transport: Send + Sync {
     fn served_by(&self) -> Option<usize> {
         None
     }
+
+    /// Call `method`, whose answer is records as JSON Lines, and keep the answer where the calls
+    /// are served, under `keep` (unique in this diffy process), answering its [`KeptRecords`]
+    /// as JSON: a batch put together there later names its lines ([`LinePart::Kept`]) instead
+    /// of sending them back. Only transports that have a [`served_by`](Self::served_by) can.
+    fn call_keeping(&self, method: &str, input: &[u8], keep: u64) -> Result<Vec<u8>, CallFailure> {
+        let _ = (input, keep);
+        Err(CallFailure::Error(format!(
+            "{method}: this transport cannot keep answers"
+        )))
+    }
+}
+
+/// Where some lines of a batch put together in the runner come from (a [`SharedInput`]'s `parts`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "from", rename_all = "snake_case")]
+pub enum LinePart {
+    /// The next `count` lines of the payload.
+    Sent {
+        /// How many.
+        count: usize,
+    },
+    /// Lines `first..first + count` of the answer kept as `answer`.
+    Kept {
+        /// The kept answer's id.
+        answer: u64,
+        /// Its first line taken.
+        first: usize,
+        /// How many.
+        count: usize,
+    },
+}
+
+/// What [`Transport::call_keeping`] answers: each kept record's ids, status and length, or why
+/// the answer is not records (then nothing is kept).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeptRecords {
+    /// One per line of the answer, in order.
+    pub records: Vec<KeptHead>,
+    /// Why the answer is not records as JSON Lines: `record 3: missing field ...`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub malformed: Option<String>,
+}
+
+/// One record kept in the runner, as the host files it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeptHead {
+    /// Its target id.
+    pub target: String,
+    /// Its command id.
+    pub command: String,
+    /// How the attempt ended.
+    pub status: RecordStatus,
+    /// The length of its line, without the line end.
+    pub len: usize,
 }
 
 /// An input that several calls send — a batch of records for both the persistence and the
@@ -74,16 +130,27 @@ pub struct SharedInput {
     pub uses: u32,
     /// Set by the first call that sent it.
     pub sent: std::sync::atomic::AtomicBool,
+    /// When some of its lines are answers kept where the calls are served: how to put the
+    /// batch together there from the lines sent (its head line, then the records it holds
+    /// itself) and the kept ones.
+    pub parts: Option<Vec<LinePart>>,
+}
+
+/// A new id for an input or answer kept where calls are served, unique in this diffy process.
+pub fn next_kept_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 impl SharedInput {
-    /// An input that `uses` calls will send.
-    pub fn new(uses: u32) -> Self {
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    /// An input that `uses` calls will send, put together from `parts` where they are served
+    /// when some of its lines are kept there.
+    pub fn new(uses: u32, parts: Option<Vec<LinePart>>) -> Self {
         SharedInput {
-            id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            id: next_kept_id(),
             uses,
             sent: std::sync::atomic::AtomicBool::new(false),
+            parts,
         }
     }
 }
@@ -199,32 +266,48 @@ impl ComponentHandle {
         if !self.supports(method) {
             return Err(self.missing_method(method));
         }
-        let Label { plugin, kind, name } = &self.label;
         let answer = match shared {
             Some(shared) => self.transport.call_shared(method, input, shared),
             None => self.transport.call(method, input),
         };
-        answer.map_err(|failure| {
-            Error::Plugin(match failure {
-                CallFailure::Error(message) => {
-                    format!(
-                        "plugin {plugin} failed in {kind} {name}: {}",
-                        one_line(&message)
-                    )
-                }
-                CallFailure::Panicked(message) => {
-                    format!(
-                        "plugin {plugin} panicked in {kind} {name}: {}",
-                        one_line(&message)
-                    )
-                }
-                CallFailure::NoSuchMethod(message) => format!(
-                    "plugin {plugin} lists method `{method}` for {kind} {name} but does not \
-                     answer it: {}",
+        answer.map_err(|failure| self.failed(method, failure))
+    }
+
+    /// Call `method`, whose answer is records as JSON Lines, keeping them where the calls are
+    /// served ([`Transport::call_keeping`]); what was kept.
+    pub fn call_raw_keeping(&self, method: &str, input: &[u8], keep: u64) -> Result<KeptRecords> {
+        if !self.supports(method) {
+            return Err(self.missing_method(method));
+        }
+        let answer = self
+            .transport
+            .call_keeping(method, input, keep)
+            .map_err(|failure| self.failed(method, failure))?;
+        self.decode(&answer)
+    }
+
+    /// A failed call of `method` as the one-line error it is.
+    fn failed(&self, method: &str, failure: CallFailure) -> Error {
+        let Label { plugin, kind, name } = &self.label;
+        Error::Plugin(match failure {
+            CallFailure::Error(message) => {
+                format!(
+                    "plugin {plugin} failed in {kind} {name}: {}",
                     one_line(&message)
-                ),
-                CallFailure::Lost(message) => one_line(&message),
-            })
+                )
+            }
+            CallFailure::Panicked(message) => {
+                format!(
+                    "plugin {plugin} panicked in {kind} {name}: {}",
+                    one_line(&message)
+                )
+            }
+            CallFailure::NoSuchMethod(message) => format!(
+                "plugin {plugin} lists method `{method}` for {kind} {name} but does not \
+                 answer it: {}",
+                one_line(&message)
+            ),
+            CallFailure::Lost(message) => one_line(&message),
         })
     }
 

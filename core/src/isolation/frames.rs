@@ -19,11 +19,12 @@ use diffy_plugin_api::{ComponentKind, Manifest, Permission};
 use serde::{Deserialize, Serialize};
 
 use super::sandbox::SandboxReport;
-use crate::component::CallFailure;
+use crate::component::{CallFailure, LinePart};
 use crate::loader::Verified;
 
-/// The protocol version; a runner refuses a conversation of another version.
-pub const VERSION: u32 = 1;
+/// The protocol version; a runner refuses a conversation of another version. Version 2 added
+/// records kept in the runner (`keep_answer`, `parts`).
+pub const VERSION: u32 = 2;
 
 /// How much each side reads from the socket at once: the headers and small answers of many
 /// frames in one `read`, where reading each frame's prefix, header and payload was three.
@@ -129,6 +130,11 @@ pub enum Header {
         /// The input, when it is a document sent before with [`Header::Keep`].
         #[serde(default, skip_serializing_if = "Option::is_none")]
         kept: Option<u64>,
+        /// Keep the answer — records as JSON Lines, a collection's `get_lines` — in the runner
+        /// under this id, and answer only their [`KeptRecords`]: the records reach the
+        /// persistence and the analysis of the same runner without crossing the socket twice.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        keep_answer: Option<u64>,
     },
     /// Keep the payload, the input of `uses` calls that name it, sent before them: a batch of
     /// records for both the persistence and the analysis crosses the socket once.
@@ -137,6 +143,12 @@ pub enum Header {
         kept: u64,
         /// How many calls will name it; it is dropped once they all have.
         uses: u32,
+        /// When set, the document is a batch of JSON Lines to put together here: the payload's
+        /// first line, then each part in order, from the payload's following lines or from the
+        /// answers kept with `keep_answer` (each dropped once a batch took its records: a
+        /// target's records go in one batch).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        parts: Option<Vec<LinePart>>,
     },
     /// Release a component.
     Release {
@@ -240,21 +252,35 @@ mod tests {
             handle: 2,
             method: "run".into(),
             kept: None,
+            keep_answer: Some(5),
         };
         write_frame(&mut wire, &call, br#"{"a":"\n"}"#).unwrap();
         write_frame(&mut wire, &Header::Release { handle: 2 }, b"").unwrap();
-        write_frame(&mut wire, &Header::Keep { kept: 3, uses: 2 }, b"[]").unwrap();
+        let keep = Header::Keep {
+            kept: 3,
+            uses: 2,
+            parts: Some(vec![
+                LinePart::Sent { count: 1 },
+                LinePart::Kept {
+                    answer: 5,
+                    first: 0,
+                    count: 2,
+                },
+            ]),
+        };
+        write_frame(&mut wire, &keep, b"[]").unwrap();
         let shared = Header::Call {
             id: 8,
             handle: 2,
             method: "feed_lines".into(),
             kept: Some(3),
+            keep_answer: None,
         };
         write_frame(&mut wire, &shared, b"").unwrap();
         let mut reader = wire.as_slice();
         let (header, payload) = read_frame(&mut reader).unwrap().unwrap();
         assert!(
-            matches!(header, Header::Call { id: 7, handle: 2, ref method, kept: None } if method == "run")
+            matches!(header, Header::Call { id: 7, handle: 2, ref method, kept: None, keep_answer: Some(5) } if method == "run")
         );
         assert_eq!(payload, br#"{"a":"\n"}"#);
         assert!(matches!(
@@ -263,7 +289,8 @@ mod tests {
         ));
         assert!(matches!(
             read_frame(&mut reader).unwrap(),
-            Some((Header::Keep { kept: 3, uses: 2 }, ref payload)) if payload == b"[]"
+            Some((Header::Keep { kept: 3, uses: 2, parts: Some(ref parts) }, ref payload))
+                if payload == b"[]" && parts.len() == 2
         ));
         assert!(matches!(
             read_frame(&mut reader).unwrap(),

@@ -473,16 +473,32 @@ struct Isolated {
     label: Label,
 }
 
-impl Transport for Isolated {
-    fn call(&self, method: &str, input: &[u8]) -> Result<Vec<u8>, CallFailure> {
+impl Isolated {
+    fn send_call(
+        &self,
+        method: &str,
+        input: &[u8],
+        keep_answer: Option<u64>,
+    ) -> Result<Vec<u8>, CallFailure> {
         let id = self.shared.next.fetch_add(1, Ordering::Relaxed);
         let header = Header::Call {
             id,
             handle: self.handle,
             method: method.to_string(),
             kept: None,
+            keep_answer,
         };
         self.shared.request(id, &header, input, &self.label)
+    }
+}
+
+impl Transport for Isolated {
+    fn call(&self, method: &str, input: &[u8]) -> Result<Vec<u8>, CallFailure> {
+        self.send_call(method, input, None)
+    }
+
+    fn call_keeping(&self, method: &str, input: &[u8], keep: u64) -> Result<Vec<u8>, CallFailure> {
+        self.send_call(method, input, Some(keep))
     }
 
     fn call_shared(
@@ -497,6 +513,7 @@ impl Transport for Isolated {
             handle: self.handle,
             method: method.to_string(),
             kept: Some(shared.id),
+            keep_answer: None,
         };
         self.shared.request_with(id, &self.label, |writer| {
             // Decided under the writer's lock: the input is on its way before any call naming it.
@@ -504,6 +521,7 @@ impl Transport for Isolated {
                 let keep = Header::Keep {
                     kept: shared.id,
                     uses: shared.uses,
+                    parts: shared.parts.clone(),
                 };
                 frames::write_frame(writer, &keep, input)?;
             }

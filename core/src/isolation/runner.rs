@@ -13,9 +13,11 @@ use std::sync::{Arc, Mutex, mpsc};
 
 use super::frames::{self, Header, Outcome, RunnerSpec, VERSION};
 use super::sandbox::{self, Places};
-use crate::component::{CallFailure, Transport};
+use crate::component::{CallFailure, KeptHead, KeptRecords, LinePart, Transport};
 use crate::loader::{self, Expectation, LoadedLibrary};
+use crate::records::RawRecord;
 use crate::services::ServiceProvider;
+use diffy_plugin_api::protocol;
 
 /// Serve the host on standard input until it hangs up; returns the process exit code.
 pub fn serve() -> u8 {
@@ -79,6 +81,7 @@ pub fn serve() -> u8 {
         writer,
         components: Mutex::new(HashMap::new()),
         services: Arc::new(PendingServices::default()),
+        kept_answers: Mutex::new(HashMap::new()),
     }
     .run(reader)
 }
@@ -153,6 +156,9 @@ struct Server {
     writer: Writer,
     components: Mutex<HashMap<u64, Arc<dyn Transport>>>,
     services: Arc<PendingServices>,
+    /// Answers kept for the batches still to be put together here (`keep_answer`), checked to
+    /// be records as JSON Lines.
+    kept_answers: Mutex<HashMap<u64, String>>,
 }
 
 impl Server {
@@ -161,7 +167,7 @@ impl Server {
         let server = Arc::new(self);
         let workers = Workers::default();
         // Inputs sent once for several calls, with how many calls are still to take them.
-        let mut kept_inputs: HashMap<u64, (Arc<Vec<u8>>, u32)> = HashMap::new();
+        let mut kept_inputs = KeptInputs::new();
         loop {
             let (header, payload) = match frames::read_frame(&mut reader) {
                 Ok(Some(frame)) => frame,
@@ -196,9 +202,13 @@ impl Server {
                         server.answer(id, answer);
                     });
                 }
-                Header::Keep { kept, uses } => {
+                Header::Keep { kept, uses, parts } => {
                     if uses > 0 {
-                        kept_inputs.insert(kept, (Arc::new(payload), uses));
+                        let input = match parts {
+                            None => Ok(payload),
+                            Some(parts) => server.compose(&payload, &parts),
+                        };
+                        kept_inputs.insert(kept, (input.map(Arc::new), uses));
                     }
                 }
                 Header::Call {
@@ -206,6 +216,7 @@ impl Server {
                     handle,
                     method,
                     kept,
+                    keep_answer,
                 } => {
                     let component = server
                         .components
@@ -214,17 +225,22 @@ impl Server {
                         .get(&handle)
                         .cloned();
                     let input = match kept {
-                        None => Some(Arc::new(payload)),
+                        None => Some(Ok(Arc::new(payload))),
                         Some(kept) => take_kept(&mut kept_inputs, kept),
                     };
                     let server = Arc::clone(&server);
                     workers.run(move || {
                         let answer = match (component, input) {
-                            (Some(component), Some(input)) => component.call(&method, &input),
+                            (Some(component), Some(Ok(input))) => component.call(&method, &input),
                             (None, _) => Err(CallFailure::Error(format!("no component {handle}"))),
+                            (_, Some(Err(why))) => Err(CallFailure::Error(why)),
                             (_, None) => Err(CallFailure::Error(format!(
                                 "no document {kept:?} was kept for this call"
                             ))),
+                        };
+                        let answer = match keep_answer {
+                            Some(keep) => answer.map(|records| server.keep_records(keep, records)),
+                            None => answer,
                         };
                         server.answer(id, answer);
                     });
@@ -255,6 +271,34 @@ impl Server {
                 | Header::Service { .. } => return 2,
             }
         }
+    }
+
+    /// Keep `answer`, records as JSON Lines, as `keep` once checked; what was kept, as JSON.
+    fn keep_records(&self, keep: u64, answer: Vec<u8>) -> Vec<u8> {
+        let kept = check_records(answer);
+        let heads = match kept {
+            Ok((text, heads)) => {
+                self.kept_answers
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(keep, text);
+                KeptRecords {
+                    records: heads,
+                    malformed: None,
+                }
+            }
+            Err(why) => KeptRecords {
+                records: Vec::new(),
+                malformed: Some(why),
+            },
+        };
+        serde_json::to_vec(&heads).expect("kept records serialise")
+    }
+
+    /// The batch that `parts` describe, put together from `payload` and the kept answers.
+    fn compose(&self, payload: &[u8], parts: &[LinePart]) -> Result<Vec<u8>, String> {
+        let mut kept = self.kept_answers.lock().unwrap_or_else(|p| p.into_inner());
+        compose(&mut kept, payload, parts)
     }
 
     fn answer(&self, id: u64, answer: Result<Vec<u8>, CallFailure>) {
@@ -338,13 +382,78 @@ impl WorkerQueue {
     }
 }
 
+/// The batch of JSON Lines that `parts` describe: the payload's head line, then each part's
+/// lines, from the payload or from the answers kept (each dropped once taken from).
+fn compose(
+    kept: &mut HashMap<u64, String>,
+    payload: &[u8],
+    parts: &[LinePart],
+) -> Result<Vec<u8>, String> {
+    let text = std::str::from_utf8(payload).map_err(|e| format!("a batch: {e}"))?;
+    let (head, rest) = text
+        .split_once('\n')
+        .ok_or_else(|| "a batch without its head line".to_string())?;
+    let mut sent = protocol::record_lines(rest);
+    let mut out = Vec::with_capacity(payload.len());
+    protocol::push_record_line(&mut out, head);
+    for part in parts {
+        match *part {
+            LinePart::Sent { count } => {
+                for _ in 0..count {
+                    let line = sent
+                        .next()
+                        .ok_or("a batch with fewer lines than its parts")?;
+                    protocol::push_record_line(&mut out, line);
+                }
+            }
+            LinePart::Kept {
+                answer,
+                first,
+                count,
+            } => {
+                let text = kept
+                    .get(&answer)
+                    .ok_or_else(|| format!("no answer {answer} is kept for a batch"))?;
+                let mut lines = protocol::record_lines(text).skip(first);
+                for _ in 0..count {
+                    let line = lines
+                        .next()
+                        .ok_or_else(|| format!("the kept answer {answer} is shorter"))?;
+                    protocol::push_record_line(&mut out, line);
+                }
+            }
+        }
+    }
+    // A target's records travel in one batch: no later batch takes from these answers.
+    for part in parts {
+        if let LinePart::Kept { answer, .. } = part {
+            kept.remove(answer);
+        }
+    }
+    Ok(out)
+}
+
+/// Records as JSON Lines, each line checked to be a record as the host checks those it receives
+/// (`RawRecord::from_line`): the text and each record's head, or why they are not records.
+fn check_records(answer: Vec<u8>) -> Result<(String, Vec<KeptHead>), String> {
+    let text = String::from_utf8(answer).map_err(|e| e.utf8_error().to_string())?;
+    let heads = protocol::record_lines(&text)
+        .enumerate()
+        .map(|(index, line)| {
+            RawRecord::check_line(line).map_err(|e| format!("record {index}: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((text, heads))
+}
+
+/// Inputs kept for later calls, by id: the input (or why it could not be put together), and how
+/// many calls are still to take it.
+type KeptInputs = HashMap<u64, (Result<Arc<Vec<u8>>, String>, u32)>;
+
 /// The kept input `kept` for one more call; dropped once its last call took it.
-fn take_kept(
-    kept_inputs: &mut HashMap<u64, (Arc<Vec<u8>>, u32)>,
-    kept: u64,
-) -> Option<Arc<Vec<u8>>> {
+fn take_kept(kept_inputs: &mut KeptInputs, kept: u64) -> Option<Result<Arc<Vec<u8>>, String>> {
     let (input, uses) = kept_inputs.get_mut(&kept)?;
-    let input = Arc::clone(input);
+    let input = input.clone();
     *uses -= 1;
     if *uses == 0 {
         kept_inputs.remove(&kept);
@@ -391,12 +500,87 @@ mod tests {
         );
     }
 
+    fn record(target: &str) -> String {
+        format!(
+            r#"{{"target":"{target}","command":"c","status":"ok","collected_at":"t","stdout":"x"}}"#
+        )
+    }
+
+    #[test]
+    fn a_batch_is_put_together_from_the_lines_sent_and_the_answers_kept() {
+        let mut kept = HashMap::from([
+            (1, format!("{}\n{}\n", record("a"), record("b"))),
+            (2, format!("{}\n", record("c"))),
+            (3, format!("{}\n", record("unused"))),
+        ]);
+        let payload = format!("{{\"run\":\"r\"}}\n{}\n", record("here"));
+        let parts = [
+            LinePart::Kept {
+                answer: 1,
+                first: 1,
+                count: 1,
+            },
+            LinePart::Sent { count: 1 },
+            LinePart::Kept {
+                answer: 2,
+                first: 0,
+                count: 1,
+            },
+        ];
+        let batch = compose(&mut kept, payload.as_bytes(), &parts).unwrap();
+        let expected = format!(
+            "{{\"run\":\"r\"}}\n{}\n{}\n{}\n",
+            record("b"),
+            record("here"),
+            record("c")
+        );
+        assert_eq!(String::from_utf8(batch).unwrap(), expected);
+        assert_eq!(
+            kept.keys().collect::<Vec<_>>(),
+            [&3],
+            "the answers taken from are dropped"
+        );
+        // Parts that name more than there is are an error, not a short batch.
+        for parts in [
+            vec![LinePart::Sent { count: 2 }],
+            vec![LinePart::Kept {
+                answer: 3,
+                first: 0,
+                count: 2,
+            }],
+            vec![LinePart::Kept {
+                answer: 1,
+                first: 0,
+                count: 1,
+            }],
+        ] {
+            assert!(
+                compose(&mut kept, payload.as_bytes(), &parts).is_err(),
+                "{parts:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn answers_are_checked_before_they_are_kept() {
+        let answer = format!("{}\n{}\n", record("a"), record("b"));
+        let (text, heads) = check_records(answer.clone().into_bytes()).unwrap();
+        assert_eq!(text, answer);
+        let targets: Vec<&str> = heads.iter().map(|h| h.target.as_str()).collect();
+        assert_eq!(targets, ["a", "b"]);
+        assert_eq!(heads[1].len, record("b").len());
+        let bad = format!("{}\n{{\"target\":\"b\"}}\n", record("a"));
+        let why = check_records(bad.into_bytes()).unwrap_err();
+        assert!(why.starts_with("record 1: missing field"), "{why}");
+        assert!(check_records(vec![0xff, b'\n']).is_err());
+    }
+
     #[test]
     fn a_kept_input_serves_its_uses_then_goes() {
-        let mut kept = HashMap::from([(4, (Arc::new(b"batch".to_vec()), 2))]);
+        let mut kept = KeptInputs::from([(4, (Ok(Arc::new(b"batch".to_vec())), 2))]);
         assert_eq!(
-            take_kept(&mut kept, 4).as_deref().map(Vec::as_slice),
-            Some(&b"batch"[..])
+            take_kept(&mut kept, 4).unwrap().unwrap().as_slice(),
+            &b"batch"[..]
         );
         assert!(kept.contains_key(&4));
         assert!(take_kept(&mut kept, 4).is_some());

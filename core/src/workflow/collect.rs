@@ -22,7 +22,7 @@ use serde_json::value::RawValue;
 
 use super::RunOptions;
 use super::names::now_rfc3339;
-use crate::component::CollectionHandle;
+use crate::component::{CollectionHandle, next_kept_id};
 use crate::error::Result;
 use crate::processes;
 use crate::progress::Progress;
@@ -59,6 +59,9 @@ struct Shared {
     targets: Arc<[TargetInfo]>,
     commands: Arc<[Command]>,
     incident: Option<String>,
+    /// Whether the records stay where the collection's calls are served
+    /// (`RunSink::may_keep_records_of`).
+    keep_records: bool,
     /// The next target to take.
     next: AtomicUsize,
     /// Set when the run stops early: workers take no more targets.
@@ -130,10 +133,23 @@ impl Shared {
         let request = serde_json::to_vec(&request).expect("requests serialise");
         let handle = &self.collection.handle;
         let lines = handle.supports("get_lines");
+        let malformed = |e: &dyn std::fmt::Display| self.collection.label.malformed(e).to_string();
+        if lines && self.keep_records {
+            let keep = next_kept_id();
+            let kept = handle
+                .call_raw_keeping("get_lines", &request, keep)
+                .map_err(|e| e.to_string())?;
+            if let Some(why) = kept.malformed {
+                return Err(malformed(&why));
+            }
+            let records = kept.records.into_iter().enumerate();
+            return Ok(records
+                .map(|(index, head)| RawRecord::kept(head, keep, index))
+                .collect());
+        }
         let answer = handle
             .call_raw(if lines { "get_lines" } else { "get" }, &request)
             .map_err(|e| e.to_string())?;
-        let malformed = |e: &dyn std::fmt::Display| self.collection.label.malformed(e).to_string();
         let text = std::str::from_utf8(&answer).map_err(|e| malformed(&e))?;
         let record = |(index, record): (usize, Result<RawRecord, serde_json::Error>)| {
             record.map_err(|e| malformed(&format_args!("record {index}: {e}")))
@@ -158,12 +174,14 @@ impl Shared {
 /// Collect every target, `run.jobs` at a time, each within `run.target_timeout`, and hand each
 /// target's records (one per command, in command order) to `on_target` as they come in. A
 /// target whose collection fails, times out or misses a command gets failed records; the run
-/// goes on. An error of `on_target` stops the collection and is returned.
+/// goes on. An error of `on_target` stops the collection and is returned. With `keep_records`,
+/// the records stay where the collection's calls are served and only their heads come here.
 pub(super) fn collect(
     collection: &Arc<CollectionHandle>,
     targets: Arc<[TargetInfo]>,
     commands: &[Command],
     run: &RunOptions,
+    keep_records: bool,
     progress: &dyn Progress,
     mut on_target: impl FnMut(Vec<RawRecord>) -> Result<()>,
 ) -> Result<()> {
@@ -173,6 +191,7 @@ pub(super) fn collect(
         collection: Arc::clone(collection),
         commands: commands.into(),
         incident: run.incident.clone(),
+        keep_records,
         next: AtomicUsize::new(0),
         stop: AtomicBool::new(false),
         calls: Mutex::new(Vec::new()),

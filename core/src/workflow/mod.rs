@@ -320,6 +320,7 @@ pub fn new_baseline(
         Arc::from(vec![first.clone()]),
         &commands,
         run,
+        false,
         &Silent,
         |records| {
             collected.extend(records);
@@ -496,11 +497,17 @@ fn analyse(
     }
     let known: HashSet<String> = targets.iter().map(|t| t.id.clone()).collect();
     let mut sink = RunSink::new(run_id, &components.persistence, analysis, incremental);
+    let keep_records = sink.may_keep_records_of(&components.collection.handle);
+    tracing::debug!(
+        keep_records,
+        "whether the records stay in the collection's runner"
+    );
     collect(
         &components.collection,
         Arc::from(targets),
         &commands,
         run,
+        keep_records,
         progress,
         |records| sink.push(records),
     )?;

@@ -3,7 +3,8 @@
 //! analysis (`feed_lines`, or `feed`) at the same time, each on its component's thread, while the
 //! next batches gather: the collection never waits for storage or analysis unless [`IN_FLIGHT`]
 //! batches are queued for them. When one isolated plugin serves both, a batch crosses to its
-//! runner once for the two calls. So memory holds a few batches whatever the fleet's size, unless
+//! runner once for the two calls; when it serves the collection too, the records stay there and
+//! only their heads cross: the runner puts each batch together from the answers it kept. So memory holds a few batches whatever the fleet's size, unless
 //! the analysis is not incremental (built before 0.2.1): then every record is kept for its one
 //! `run`.
 
@@ -13,7 +14,7 @@ use std::sync::Arc;
 use diffy_plugin_api::{Command, Record, RecordStatus, Report};
 
 use super::guard::{Guarded, Pending};
-use crate::component::{AnalysisHandle, PersistenceHandle, SharedInput};
+use crate::component::{AnalysisHandle, ComponentHandle, PersistenceHandle, SharedInput};
 use crate::error::Result;
 use crate::records::{EncodedBatch, RawRecord};
 
@@ -79,6 +80,16 @@ impl<'a> RunSink<'a> {
         }
     }
 
+    /// Whether `collection` may keep its records in the runner that serves it: when that one
+    /// isolated plugin serves the persistence and the analysis too, which take each batch as
+    /// JSON Lines put together there, so the records never cross to the host and back.
+    pub(super) fn may_keep_records_of(&self, collection: &ComponentHandle) -> bool {
+        self.shared_lines
+            && collection.served_by().is_some()
+            && collection.served_by() == self.persistence.component().served_by()
+            && collection.supports("get_lines")
+    }
+
     /// One target's records.
     pub(super) fn push(&mut self, records: Vec<RawRecord>) -> Result<()> {
         self.records += records.len();
@@ -86,7 +97,7 @@ impl<'a> RunSink<'a> {
             .iter()
             .filter(|r| r.status != RecordStatus::Ok)
             .count();
-        self.gathered_bytes += records.iter().map(|r| r.json.len()).sum::<usize>();
+        self.gathered_bytes += records.iter().map(|r| r.text_len()).sum::<usize>();
         self.gathering.extend(records);
         if self.gathered_bytes >= BATCH_BYTES || self.gathering.len() >= BATCH_RECORDS {
             self.send()?;
@@ -106,7 +117,7 @@ impl<'a> RunSink<'a> {
         self.gathered_bytes = 0;
         let mut batch = EncodedBatch::new(&self.run, records);
         if self.shared_lines {
-            batch.shared_lines = Some(SharedInput::new(2));
+            batch.shared_lines = Some(SharedInput::new(2, batch.parts()));
         }
         let batch = Arc::new(batch);
         let saved = Arc::clone(&batch);
