@@ -268,7 +268,11 @@ fn an_isolated_pipeline_reports_what_the_in_process_one_does() {
         // Isolated, one runner serves the collection, the persistence and the analysis: the
         // records stay there, and the runner puts each batch together from them.
         let keeping = format!("keep_records={isolate}");
-        assert!(stderr_of(&output).contains(&keeping), "{}", stderr_of(&output));
+        assert!(
+            stderr_of(&output).contains(&keeping),
+            "{}",
+            stderr_of(&output)
+        );
         serde_json::from_slice::<Value>(&output.stdout).unwrap()
     };
     let in_process = analyse(false);
@@ -283,7 +287,10 @@ fn an_isolated_pipeline_reports_what_the_in_process_one_does() {
     assert_eq!(runs.len(), 2, "{runs:?}");
     let saved = |run: &Value, host: u32| {
         let key = format!("records/{}/web-{host}/procs", run["id"].as_str().unwrap());
-        let record = env.diffy(["show", &key, "--format", "json"]).output().unwrap();
+        let record = env
+            .diffy(["show", &key, "--format", "json"])
+            .output()
+            .unwrap();
         assert!(record.status.success(), "{}", stderr_of(&record));
         let mut record: Value = serde_json::from_slice(&record.stdout).unwrap();
         record.as_object_mut().unwrap().remove("collected_at");

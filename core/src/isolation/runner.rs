@@ -158,7 +158,7 @@ struct Server {
     services: Arc<PendingServices>,
     /// Answers kept for the batches still to be put together here (`keep_answer`), checked to
     /// be records as JSON Lines.
-    kept_answers: Mutex<HashMap<u64, String>>,
+    kept_answers: Mutex<HashMap<u64, KeptAnswer>>,
 }
 
 impl Server {
@@ -278,10 +278,14 @@ impl Server {
         let kept = check_records(answer);
         let heads = match kept {
             Ok((text, heads)) => {
+                let answer = KeptAnswer {
+                    text,
+                    lines: heads.len(),
+                };
                 self.kept_answers
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .insert(keep, text);
+                    .insert(keep, answer);
                 KeptRecords {
                     records: heads,
                     malformed: None,
@@ -385,7 +389,7 @@ impl WorkerQueue {
 /// The batch of JSON Lines that `parts` describe: the payload's head line, then each part's
 /// lines, from the payload or from the answers kept (each dropped once taken from).
 fn compose(
-    kept: &mut HashMap<u64, String>,
+    kept: &mut HashMap<u64, KeptAnswer>,
     payload: &[u8],
     parts: &[LinePart],
 ) -> Result<Vec<u8>, String> {
@@ -411,10 +415,15 @@ fn compose(
                 first,
                 count,
             } => {
-                let text = kept
+                let kept = kept
                     .get(&answer)
                     .ok_or_else(|| format!("no answer {answer} is kept for a batch"))?;
-                let mut lines = protocol::record_lines(text).skip(first);
+                if first == 0 && count == kept.lines {
+                    // The whole answer, the usual case: no need to find its line ends.
+                    out.extend_from_slice(kept.text.as_bytes());
+                    continue;
+                }
+                let mut lines = protocol::record_lines(&kept.text).skip(first);
                 for _ in 0..count {
                     let line = lines
                         .next()
@@ -433,16 +442,26 @@ fn compose(
     Ok(out)
 }
 
+/// An answer kept for a batch: records as JSON Lines, each line ended by `\n`.
+struct KeptAnswer {
+    text: String,
+    /// How many lines it has.
+    lines: usize,
+}
+
 /// Records as JSON Lines, each line checked to be a record as the host checks those it receives
 /// (`RawRecord::from_line`): the text and each record's head, or why they are not records.
 fn check_records(answer: Vec<u8>) -> Result<(String, Vec<KeptHead>), String> {
-    let text = String::from_utf8(answer).map_err(|e| e.utf8_error().to_string())?;
+    let mut text = String::from_utf8(answer).map_err(|e| e.utf8_error().to_string())?;
     let heads = protocol::record_lines(&text)
         .enumerate()
         .map(|(index, line)| {
             RawRecord::check_line(line).map_err(|e| format!("record {index}: {e}"))
         })
         .collect::<Result<Vec<_>, _>>()?;
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n'); // the last line's end, which `record_lines` does not require
+    }
     Ok((text, heads))
 }
 
@@ -508,10 +527,19 @@ mod tests {
 
     #[test]
     fn a_batch_is_put_together_from_the_lines_sent_and_the_answers_kept() {
+        let answer = |text: String| {
+            let (text, heads) = check_records(text.into_bytes()).unwrap();
+            KeptAnswer {
+                text,
+                lines: heads.len(),
+            }
+        };
         let mut kept = HashMap::from([
-            (1, format!("{}\n{}\n", record("a"), record("b"))),
-            (2, format!("{}\n", record("c"))),
-            (3, format!("{}\n", record("unused"))),
+            (1, answer(format!("{}\n{}\n", record("a"), record("b")))),
+            // Without its last line end: the runner adds it.
+            (2, answer(record("c"))),
+            (3, answer(format!("{}\n{}\n", record("d"), record("e")))),
+            (4, answer(format!("{}\n", record("unused")))),
         ]);
         let payload = format!("{{\"run\":\"r\"}}\n{}\n", record("here"));
         let parts = [
@@ -526,25 +554,32 @@ mod tests {
                 first: 0,
                 count: 1,
             },
+            LinePart::Kept {
+                answer: 3,
+                first: 0,
+                count: 2,
+            },
         ];
         let batch = compose(&mut kept, payload.as_bytes(), &parts).unwrap();
         let expected = format!(
-            "{{\"run\":\"r\"}}\n{}\n{}\n{}\n",
+            "{{\"run\":\"r\"}}\n{}\n{}\n{}\n{}\n{}\n",
             record("b"),
             record("here"),
-            record("c")
+            record("c"),
+            record("d"),
+            record("e")
         );
         assert_eq!(String::from_utf8(batch).unwrap(), expected);
         assert_eq!(
             kept.keys().collect::<Vec<_>>(),
-            [&3],
+            [&4],
             "the answers taken from are dropped"
         );
         // Parts that name more than there is are an error, not a short batch.
         for parts in [
             vec![LinePart::Sent { count: 2 }],
             vec![LinePart::Kept {
-                answer: 3,
+                answer: 4,
                 first: 0,
                 count: 2,
             }],
