@@ -27,18 +27,60 @@ const SNIFF_BYTES: usize = 4096;
 /// The evidence files of a host directory: names of files that are not hidden and not
 /// sidecars, sorted. Symbolic links are listed as they are named; reading one is checked.
 pub(crate) fn evidence_files(host_dir: &Path) -> io::Result<Vec<String>> {
-    let mut names = Vec::new();
-    for entry in fs::read_dir(host_dir)? {
-        let entry = entry?;
-        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
-            continue;
-        };
-        if is_evidence_name(&name) && entry.path().is_file() {
-            names.push(name);
+    Ok(HostListing::read(host_dir)?
+        .evidence()
+        .map(str::to_string)
+        .collect())
+}
+
+/// What one read of a host's directory found: every name that is not a directory, so that a
+/// host's evidence and sidecar files are opened without first asking for each whether it is
+/// there (at 100,000 hosts, those lookups were a fifth of the run).
+#[derive(Debug, Default)]
+pub(crate) struct HostListing {
+    /// Names, sorted, and whether each is a regular file (after symbolic links): the rest (a
+    /// FIFO, a device, a dangling link) are listed so that opening them says what they are.
+    entries: std::collections::BTreeMap<String, bool>,
+}
+
+impl HostListing {
+    /// The entries of `host_dir` that are not directories (nor links to one). Only symbolic
+    /// links, and entries whose type the file system does not say, cost a `stat`.
+    pub(crate) fn read(host_dir: &Path) -> io::Result<Self> {
+        let mut entries = std::collections::BTreeMap::new();
+        for entry in fs::read_dir(host_dir)? {
+            let entry = entry?;
+            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            let kind = entry.file_type()?;
+            let (is_dir, is_file) = if kind.is_symlink() {
+                match fs::metadata(entry.path()) {
+                    Ok(target) => (target.is_dir(), target.is_file()),
+                    Err(_) => (false, false),
+                }
+            } else {
+                (kind.is_dir(), kind.is_file())
+            };
+            if !is_dir {
+                entries.insert(name, is_file);
+            }
         }
+        Ok(HostListing { entries })
     }
-    names.sort();
-    Ok(names)
+
+    /// The evidence files: regular files whose names are evidence names, sorted.
+    pub(crate) fn evidence(&self) -> impl Iterator<Item = &str> {
+        self.entries
+            .iter()
+            .filter(|(name, is_file)| **is_file && is_evidence_name(name))
+            .map(|(name, _)| name.as_str())
+    }
+
+    /// Whether the directory holds `name`, other than as a directory.
+    pub(crate) fn holds(&self, name: &str) -> bool {
+        self.entries.contains_key(name)
+    }
 }
 
 /// Whether a file named `name` can hold evidence: not hidden, not a sidecar, one path component.

@@ -87,7 +87,11 @@ fn evidence_targets(dir: &Path) -> Result<Vec<TargetInfo>> {
         let entry =
             entry.with_context(|| format!("cannot read evidence directory {}", dir.display()))?;
         let path = entry.path();
-        if !path.is_dir() {
+        // The entry's type comes with the listing: only a symbolic link costs a `stat`.
+        let kind = entry
+            .file_type()
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        if !(kind.is_dir() || kind.is_symlink() && path.is_dir()) {
             continue;
         }
         let Some(name) = entry.file_name().to_str().map(str::to_string) else {

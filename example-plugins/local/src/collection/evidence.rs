@@ -8,6 +8,7 @@
 //! option. Each file is read once into the record, without copies.
 
 use std::fs::File;
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -22,7 +23,7 @@ use super::{
     default_max_output_mib, error_record, max_output_bytes, max_output_option, read_limited, text,
     text_and_digest, truncation_note,
 };
-use crate::evidence::{EvidenceRoot, evidence_files, is_evidence_name, is_file_name, sidecar};
+use crate::evidence::{EvidenceRoot, HostListing, is_evidence_name, is_file_name, sidecar};
 use crate::timestamp;
 
 /// The options of the `evidence-dir` collection.
@@ -60,6 +61,8 @@ pub(crate) struct EvidenceCollection {
 struct HostDir {
     /// The host's directory.
     dir: PathBuf,
+    /// What it holds.
+    listing: HostListing,
     /// Its name in the evidence directory.
     name: PathBuf,
     /// The evidence directory: no file outside it is read.
@@ -124,16 +127,21 @@ impl EvidenceCollection {
                 ));
             }
         };
-        if !dir.is_dir() {
-            return Err(format!(
-                "evidence directory {} for target {} does not exist",
-                dir.display(),
-                target.id
-            ));
-        }
+        let listing = match HostListing::read(&dir) {
+            Ok(listing) => listing,
+            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {
+                return Err(format!(
+                    "evidence directory {} for target {} does not exist",
+                    dir.display(),
+                    target.id
+                ));
+            }
+            Err(e) => return Err(format!("cannot read {}: {e}", dir.display())),
+        };
         let name = dir.file_name().map(PathBuf::from).unwrap_or_default();
         Ok(HostDir {
             dir,
+            listing,
             name,
             root: self.root(&root)?,
             limit: self.max_output,
@@ -162,9 +170,7 @@ impl EvidenceCollection {
         commands: &[Command],
     ) -> Result<Vec<Record>, String> {
         let host = self.host_dir(target)?;
-        let files = evidence_files(&host.dir)
-            .map_err(|e| format!("cannot read {}: {e}", host.dir.display()))?;
-        if files.is_empty() {
+        if host.listing.evidence().next().is_none() {
             return Err(format!(
                 "no evidence: the host directory {} holds no evidence file",
                 host.dir.display()
@@ -226,12 +232,12 @@ fn open_evidence(host: &HostDir, command: &str) -> Result<(String, File), String
         names.insert(0, command.to_string());
     }
     for name in names {
-        let path = host.dir.join(&name);
-        // A directory named like a command holds no evidence; anything else not a regular file
-        // (a FIFO, a device) is refused when opened.
-        if path.is_dir() {
+        // A directory named like a command holds no evidence (the listing leaves directories
+        // out); anything else not a regular file (a FIFO, a device) is refused when opened.
+        if !host.listing.holds(&name) {
             continue;
         }
+        let path = host.dir.join(&name);
         if let Some(file) = host.open(Path::new(&name), &path)? {
             return Ok((name, file));
         }
@@ -303,9 +309,12 @@ fn read_with_mtime(file: File, limit: u64) -> std::io::Result<(Vec<u8>, bool, Sy
     Ok((bytes, truncated, modified))
 }
 
-/// The bytes of `path`, or `None` when it does not exist.
+/// The bytes of `path`, or `None` when the host's directory does not hold it.
 fn read_optional(host: &HostDir, path: &Path) -> Result<Option<Vec<u8>>, String> {
     let name = path.file_name().map(Path::new).unwrap_or(path);
+    if !name.to_str().is_some_and(|name| host.listing.holds(name)) {
+        return Ok(None);
+    }
     let Some(file) = host.open(name, path)? else {
         return Ok(None);
     };
@@ -408,9 +417,12 @@ mod tests {
         assert!(records[3].stderr.contains("cannot name"));
     }
 
+    /// `root/web-1` as it is now (each replay lists it again, as each collection does).
     fn host_of(root: &tempfile::TempDir) -> HostDir {
+        let dir = root.path().join("web-1");
         HostDir {
-            dir: root.path().join("web-1"),
+            listing: HostListing::read(&dir).unwrap(),
+            dir,
             name: "web-1".into(),
             root: Arc::new(EvidenceRoot::new(root.path()).unwrap()),
             limit: 64 << 20,
@@ -423,10 +435,10 @@ mod tests {
         let host = host_of(&root);
         fs::write(host.dir.join("bad.txt"), "x").unwrap();
         fs::write(host.dir.join("bad.exit"), "three").unwrap();
-        let record = replay("web-1", &host, "bad");
+        let record = replay("web-1", &host_of(&root), "bad");
         assert_eq!(record.status, RecordStatus::Error);
         assert!(record.stderr.contains("not an exit code"));
-        let record = replay("web-1", &host, "../web-1/ps");
+        let record = replay("web-1", &host_of(&root), "../web-1/ps");
         assert_eq!(record.status, RecordStatus::Error);
     }
 
@@ -437,7 +449,7 @@ mod tests {
         fs::write(host.dir.join("processes.json"), "[]").unwrap();
         fs::write(host.dir.join("processes.exit"), "1").unwrap();
         fs::write(host.dir.join("processes.stderr"), "partial").unwrap();
-        let record = replay("web-1", &host, "processes.json");
+        let record = replay("web-1", &host_of(&root), "processes.json");
         assert_eq!(
             (record.status, record.exit_code),
             (RecordStatus::Failed, Some(1))
@@ -448,7 +460,7 @@ mod tests {
         );
         // A directory named like a command holds no evidence.
         fs::create_dir(host.dir.join("cron")).unwrap();
-        assert_eq!(replay("web-1", &host, "cron").exit_code, Some(2));
+        assert_eq!(replay("web-1", &host_of(&root), "cron").exit_code, Some(2));
     }
 
     #[test]
@@ -459,7 +471,7 @@ mod tests {
         fs::write(outside.path().join("shadow"), "root:secret").unwrap();
         std::os::unix::fs::symlink(outside.path().join("shadow"), host.dir.join("leak.txt"))
             .unwrap();
-        let record = replay("web-1", &host, "leak.txt");
+        let record = replay("web-1", &host_of(&root), "leak.txt");
         assert_eq!(record.status, RecordStatus::Error);
         assert!(
             record.stderr.contains("outside the evidence directory"),
@@ -475,7 +487,7 @@ mod tests {
         .unwrap();
         fs::remove_file(host.dir.join("ps.stderr")).unwrap();
         fs::rename(host.dir.join("ps.stderr.tmp"), host.dir.join("ps.stderr")).unwrap();
-        let record = replay("web-1", &host, "ps");
+        let record = replay("web-1", &host_of(&root), "ps");
         assert!(
             record.stderr.contains("outside the evidence directory"),
             "{}",
@@ -488,7 +500,7 @@ mod tests {
         let up = "../".repeat(root.path().components().count());
         let climbing = Path::new(&up).join(outside.path().strip_prefix("/").unwrap());
         std::os::unix::fs::symlink(climbing.join("shadow"), host.dir.join("up.txt")).unwrap();
-        let record = replay("web-1", &host, "up.txt");
+        let record = replay("web-1", &host_of(&root), "up.txt");
         assert!(
             record.stderr.contains("outside the evidence directory"),
             "{}",
@@ -500,7 +512,7 @@ mod tests {
         std::os::unix::fs::symlink(root.path().join("common/list"), host.dir.join("far.txt"))
             .unwrap();
         for name in ["near.txt", "far.txt"] {
-            let record = replay("web-1", &host, name);
+            let record = replay("web-1", &host_of(&root), name);
             assert_eq!(
                 (record.status, record.stdout.as_str()),
                 (RecordStatus::Ok, "a\n"),
