@@ -405,12 +405,58 @@ impl Dispatch for Adapter<dyn Collection> {
         if method == "get" {
             return encode(output, &records);
         }
+        let size = records
+            .iter()
+            .map(|r| r.stdout.len() + r.stderr.len() + 256);
+        let mut lines = Vec::with_capacity(size.sum());
         for record in &records {
-            serde_json::to_writer(&mut *output, record)?;
-            output.push(b'\n');
+            push_record_line(&mut lines, record)?;
         }
+        *output = RVec::from(lines);
         Ok(())
     }
+}
+
+/// Append `record` to `out` as one line: the compact JSON serde_json writes, then `\n`, its
+/// outputs escaped by a SIMD routine (`json-escape-simd`, sonic-rs's kernel) rather than by
+/// serde_json, which escapes a string byte by byte — and a record's outputs are most of its
+/// bytes. serde_json writes the rest, with the outputs left empty, and they are put in place.
+fn push_record_line(out: &mut Vec<u8>, record: &Record) -> std::result::Result<(), Failure> {
+    // Every field but the outputs, by name: a field added to `Record` must be added here.
+    let shell = Record {
+        target: record.target.clone(),
+        command: record.command.clone(),
+        status: record.status,
+        exit_code: record.exit_code,
+        collected_at: record.collected_at.clone(),
+        duration_ms: record.duration_ms,
+        stdout: String::new(),
+        stderr: String::new(),
+        sha256: record.sha256.clone(),
+        error: record.error.clone(),
+        truncated: record.truncated,
+    };
+    let shell = serde_json::to_vec(&shell)?;
+    // Outside strings, whose quotes are escaped, these appear once each, in field order.
+    const STDOUT: &[u8] = br#""stdout":"""#;
+    const STDERR: &[u8] = br#""stderr":"""#;
+    let find = |field: &[u8], from: usize| {
+        shell[from..]
+            .windows(field.len())
+            .position(|w| w == field)
+            .map(|at| from + at)
+            .ok_or_else(|| anyhow::anyhow!("a record serialised without its outputs"))
+    };
+    let stdout_at = find(STDOUT, 0)?;
+    let stderr_at = find(STDERR, stdout_at)?;
+    let name = STDOUT.len() - 2; // up to the empty string's quotes
+    out.extend_from_slice(&shell[..stdout_at + name]);
+    json_escape_simd::escape_into(&record.stdout, out);
+    out.extend_from_slice(&shell[stdout_at + STDOUT.len()..stderr_at + name]);
+    json_escape_simd::escape_into(&record.stderr, out);
+    out.extend_from_slice(&shell[stderr_at + STDERR.len()..]);
+    out.push(b'\n');
+    Ok(())
 }
 
 impl Dispatch for Adapter<dyn Persistence> {
@@ -690,6 +736,7 @@ macro_rules! export_plugin {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::documents::RecordStatus;
     use crate::protocol::METHODS;
 
     /// Every method of the protocol table is dispatched by its kind's adapter: a call with an
@@ -778,6 +825,35 @@ mod tests {
                 adapter.dispatch("no-such-method", b"{}", &mut output),
                 Err(Failure::NoSuchMethod(_))
             ));
+        }
+    }
+
+    #[test]
+    fn record_lines_are_the_bytes_serde_json_writes() {
+        let every_ascii: String = (0u8..=127).map(char::from).collect();
+        let mut records = vec![Record::new("w", "ps", RecordStatus::Ok, String::new())];
+        let mut full = Record::new(
+            "t\"x\\",
+            "c \"stdout\":\"\"",
+            RecordStatus::Failed,
+            format!("{every_ascii} é 漢 🎉 \u{2028}\n\"stderr\":\"\"").repeat(40),
+        );
+        full.stderr = every_ascii.clone();
+        full.exit_code = Some(-3);
+        full.duration_ms = Some(12);
+        full.error = Some("command failed: exit 3".into());
+        full.truncated = true;
+        full.collected_at = "2026-12-02T00:00:00Z".into();
+        records.push(full);
+        for record in &records {
+            let mut line = Vec::new();
+            assert!(push_record_line(&mut line, record).is_ok());
+            let mut expected = serde_json::to_vec(record).unwrap();
+            expected.push(b'\n');
+            assert_eq!(
+                String::from_utf8(line).unwrap(),
+                String::from_utf8(expected).unwrap()
+            );
         }
     }
 }
