@@ -105,17 +105,17 @@ impl RawRecord {
     /// A record from one line of a `collection.get_lines` answer, checked to be a record (and
     /// so JSON) in a single pass over its text.
     pub fn from_line(line: &str) -> Result<Self, serde_json::Error> {
-        let shape: Shape<'_> = serde_json::from_str(line)?;
+        let head = Self::check_line(line)?;
         Ok(RawRecord {
-            target: shape.target.into_owned(),
-            command: shape.command.into_owned(),
-            status: shape.status,
+            target: head.target,
+            command: head.command,
+            status: head.status,
             text: RecordText::Here(line.into()),
         })
     }
 
-    /// The head of one line of a `collection.get_lines` answer, checked to be a record as
-    /// [`from_line`](Self::from_line) checks it, without copying the line: what a runner that
+    /// The head of one line of a `collection.get_lines` answer, checked to be a record —
+    /// what [`from_line`](Self::from_line) checks — without copying the line: what a runner that
     /// keeps the answer tells the host.
     pub fn check_line(line: &str) -> Result<KeptHead, serde_json::Error> {
         let shape: Shape<'_> = serde_json::from_str(line)?;
