@@ -260,11 +260,16 @@ fn an_isolated_pipeline_reports_what_the_in_process_one_does() {
             "--format",
             "json",
         ]);
+        let temp = env.scratch.path().join(format!("tmp-{isolate}"));
+        std::fs::create_dir_all(&temp).unwrap();
         if isolate {
             command.arg("--isolate-plugins=all");
         }
-        let output = command.output().unwrap();
+        let output = command.env("TMPDIR", &temp).output().unwrap();
         assert!(output.status.success(), "{}", stderr_of(&output));
+        // The runner's private temporary directory goes with the run.
+        let left: Vec<_> = std::fs::read_dir(&temp).unwrap().collect();
+        assert!(left.is_empty(), "left in TMPDIR: {left:?}");
         // Isolated, one runner serves the collection, the persistence and the analysis: the
         // records stay there, and the runner puts each batch together from them.
         let keeping = format!("keep_records={isolate}");

@@ -71,6 +71,10 @@ pub struct IsolatedPlugin {
     shared: Arc<Shared>,
     /// What the runner reported at start.
     pub started: Started,
+    /// The runner's private temporary directory. The plugin owns it, not what its listener
+    /// thread shares, so that it is removed when the plugin is dropped (after the runner is
+    /// killed and reaped) even if the process ends before that thread has seen the runner go.
+    _temp_dir: tempfile::TempDir,
 }
 
 struct Shared {
@@ -83,8 +87,6 @@ struct Shared {
     gone: Mutex<Option<String>>,
     next: AtomicU64,
     timeout: Option<Duration>,
-    /// The private temporary directory, removed when the plugin is dropped.
-    _temp_dir: tempfile::TempDir,
 }
 
 /// A call waiting for its answer, and whose call it is (for the message if the child dies).
@@ -179,14 +181,17 @@ impl IsolatedPlugin {
             gone: Mutex::new(None),
             next: AtomicU64::new(1),
             timeout,
-            _temp_dir: temp_dir,
         });
         let listener = Arc::clone(&shared);
         std::thread::Builder::new()
             .name(format!("isolated {plugin}"))
             .spawn(move || listener.listen(reader))
             .map_err(|e| format!("cannot start a thread: {e}"))?;
-        Ok(IsolatedPlugin { shared, started })
+        Ok(IsolatedPlugin {
+            shared,
+            started,
+            _temp_dir: temp_dir,
+        })
     }
 
     /// Load `spec`'s library in a sandboxed runner and report what it found, without serving
