@@ -327,7 +327,7 @@ pub struct RecordHead<'a> {
 /// written `\n`), so compact JSON never spans two lines and splitting at line ends needs no JSON
 /// parsing — much cheaper than scanning an array whose strings hold whole command outputs.
 pub fn record_lines(text: &str) -> impl Iterator<Item = &str> {
-    text.split_terminator('\n')
+    crate::rows::split_lines(text)
 }
 
 /// Append `record` (a record's compact JSON) and its line end to `out`, as [`record_lines`]

@@ -126,8 +126,7 @@ impl RowBook {
         if matches!(self.parser, Parser::Lines | Parser::Unknown) {
             // What `Parser::parse` and the normaliser make of lines — each row its line, trimmed,
             // blank lines left out — without a table of one-column rows (an allocation a row).
-            let rows = stdout
-                .lines()
+            let rows = diffy_plugin_api::rows::split_lines(stdout)
                 .map(str::trim)
                 .filter(|line| !line.is_empty());
             return Ok(ReadRows::Text(rows.map(Cow::Borrowed).collect()));

@@ -194,8 +194,8 @@ impl Parser {
     /// Split `text` into a [`Table`] of text columns. Structured formats are read as lines here:
     /// [`Parser::read`] reads their columns.
     pub fn parse<'a>(&self, text: &'a str) -> Table<'a> {
-        let mut lines = text
-            .lines()
+        // A `\r` before a line end goes with the trailing whitespace, as `str::lines` drops it.
+        let mut lines = rows::split_lines(text)
             .map(str::trim_end)
             .filter(|l| !l.trim().is_empty());
         match self {
