@@ -128,6 +128,9 @@ impl Runs {
         let Some(open) = open.get_mut(run) else {
             bail!("run {run:?} is not open in this store: create it first (or it finished)");
         };
+        // Index entries gather here and reach the index only after the records they point at
+        // reach their files: the index's own buffer, once full, would write them out early.
+        let mut entries = Vec::new();
         for record in records {
             let name = format!("{}{RECORDS_EXTENSION}", file_name(&record.command));
             let (file, length) = match open.records.get_mut(&name) {
@@ -150,8 +153,8 @@ impl Runs {
                 line.len() as u64,
             );
             *length += line.len() as u64 + 1;
-            serde_json::to_writer(&mut open.index, &entry)?;
-            open.index.write_all(b"\n")?;
+            serde_json::to_writer(&mut entries, &entry)?;
+            entries.push(b'\n');
         }
         // Records reach the files before the index entries that point at them.
         for (name, (file, _)) in &mut open.records {
@@ -160,7 +163,8 @@ impl Runs {
             open.writeback.push(file.get_ref());
         }
         open.index
-            .flush()
+            .write_all(&entries)
+            .and_then(|()| open.index.flush())
             .with_context(|| format!("cannot append to the index of run {run}"))?;
         open.writeback.push(open.index.get_ref());
         Ok(())
